@@ -1,0 +1,225 @@
+//! Flow keys: the canonical, direction-independent 5-tuple and its symmetric hash.
+//!
+//! Both directions of a connection produce the same [`FlowKey`], so the owner worker chosen
+//! from [`FlowKey::sym_hash`] is the same for every packet of the connection. For ICMP the
+//! "ports" are Zeek's: the message type and its counterpart type (echo request 8 pairs with
+//! echo reply 0), or the code for one-way messages.
+
+use crate::decode::{Packet, L4};
+use crate::flow::summary::PacketSummary;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// A direction-independent connection key. `lo`/`hi` are the two endpoints sorted, so the key
+/// says nothing about who originated; the flow table keeps that.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FlowKey {
+    pub ip_proto: u8,
+    pub lo_addr: IpAddr,
+    pub lo_port: u16,
+    pub hi_addr: IpAddr,
+    pub hi_port: u16,
+}
+
+/// The endpoints of one packet in its own direction (source first).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Endpoints {
+    pub ip_proto: u8,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+}
+
+impl Endpoints {
+    /// The endpoints of a decoded packet, with Zeek's ICMP type/counterpart convention.
+    pub fn of_packet(p: &Packet<'_>) -> Endpoints {
+        Endpoints::of_parts(p.ip_proto, p.src, p.dst, p.l4)
+    }
+
+    /// The endpoints of a packet summary (same rule as [`Endpoints::of_packet`]).
+    pub fn of_summary(p: &PacketSummary) -> Endpoints {
+        Endpoints::of_parts(p.ip_proto, p.src, p.dst, p.l4)
+    }
+
+    /// The endpoints from the raw parts.
+    pub fn of_parts(ip_proto: u8, src: IpAddr, dst: IpAddr, l4: L4) -> Endpoints {
+        let (src_port, dst_port) = match l4 {
+            L4::Tcp {
+                src_port, dst_port, ..
+            }
+            | L4::Udp { src_port, dst_port } => (src_port, dst_port),
+            L4::Icmp {
+                v6,
+                icmp_type,
+                code,
+            } => {
+                let (counter, _one_way) = icmp_counterpart(v6, icmp_type, code);
+                (u16::from(icmp_type), counter)
+            }
+            L4::Other => (0, 0),
+        };
+        Endpoints {
+            ip_proto,
+            src,
+            src_port,
+            dst,
+            dst_port,
+        }
+    }
+
+    /// The canonical key, and whether this packet goes from `hi` to `lo`.
+    pub fn key(&self) -> (FlowKey, bool) {
+        let a = (self.src, self.src_port);
+        let b = (self.dst, self.dst_port);
+        if a <= b {
+            (
+                FlowKey {
+                    ip_proto: self.ip_proto,
+                    lo_addr: a.0,
+                    lo_port: a.1,
+                    hi_addr: b.0,
+                    hi_port: b.1,
+                },
+                false,
+            )
+        } else {
+            (
+                FlowKey {
+                    ip_proto: self.ip_proto,
+                    lo_addr: b.0,
+                    lo_port: b.1,
+                    hi_addr: a.0,
+                    hi_port: a.1,
+                },
+                true,
+            )
+        }
+    }
+}
+
+impl FlowKey {
+    /// A hash that is the same for both directions (the key is canonical) and stable across
+    /// runs and processes, so live and offline runs pick the same owner.
+    pub fn sym_hash(&self) -> u64 {
+        let mut h = Fnv64::default();
+        self.hash(&mut h);
+        // A final avalanche so that `% n_workers` uses well-mixed low bits.
+        let mut x = h.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+
+    /// The worker that owns this key among `n` workers.
+    pub fn owner(&self, n: usize) -> usize {
+        if n <= 1 {
+            0
+        } else {
+            (self.sym_hash() % n as u64) as usize
+        }
+    }
+}
+
+/// FNV-1a: deterministic across processes (unlike `RandomState`), cheap for 40-byte keys.
+struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv64 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// Zeek's ICMP counterpart rule: request/reply types pair up so that both directions land in
+/// one connection; for one-way messages the second "port" is the code. Returns the value Zeek
+/// puts in the responder port and whether the message is one-way.
+pub fn icmp_counterpart(v6: bool, icmp_type: u8, code: u8) -> (u16, bool) {
+    let pair = if v6 {
+        match icmp_type {
+            128 => Some(129), // echo request / reply
+            129 => Some(128),
+            130 => Some(131), // multicast listener query / report
+            131 => Some(130),
+            133 => Some(134), // router solicitation / advertisement
+            134 => Some(133),
+            135 => Some(136), // neighbor solicitation / advertisement
+            136 => Some(135),
+            139 => Some(140), // node information query / response
+            140 => Some(139),
+            144 => Some(145), // home agent address discovery
+            145 => Some(144),
+            146 => Some(147), // mobile prefix solicitation / advertisement
+            147 => Some(146),
+            _ => None,
+        }
+    } else {
+        match icmp_type {
+            8 => Some(0), // echo request / reply
+            0 => Some(8),
+            9 => Some(10), // router advertisement / solicitation
+            10 => Some(9),
+            13 => Some(14), // timestamp request / reply
+            14 => Some(13),
+            15 => Some(16), // information request / reply
+            16 => Some(15),
+            17 => Some(18), // address mask request / reply
+            18 => Some(17),
+            _ => None,
+        }
+    };
+    match pair {
+        Some(t) => (t, false),
+        None => (u16::from(code), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(src: &str, sp: u16, dst: &str, dp: u16) -> Endpoints {
+        Endpoints {
+            ip_proto: 6,
+            src: src.parse().unwrap(),
+            src_port: sp,
+            dst: dst.parse().unwrap(),
+            dst_port: dp,
+        }
+    }
+
+    #[test]
+    fn both_directions_give_one_key_and_one_owner() {
+        let a = ep("198.18.0.1", 40000, "198.18.0.2", 80);
+        let b = ep("198.18.0.2", 80, "198.18.0.1", 40000);
+        let (ka, fa) = a.key();
+        let (kb, fb) = b.key();
+        assert_eq!(ka, kb);
+        assert_ne!(fa, fb);
+        assert_eq!(ka.sym_hash(), kb.sym_hash());
+        for n in 1..8 {
+            assert_eq!(ka.owner(n), kb.owner(n));
+        }
+    }
+
+    #[test]
+    fn icmp_echo_pairs_and_unreachable_uses_code() {
+        assert_eq!(icmp_counterpart(false, 8, 0), (0, false));
+        assert_eq!(icmp_counterpart(false, 3, 3), (3, true));
+        assert_eq!(icmp_counterpart(true, 128, 0), (129, false));
+        assert_eq!(icmp_counterpart(true, 143, 0), (0, true));
+    }
+}
