@@ -1,0 +1,158 @@
+//! Dispatch: the receiving half of a worker. Decodes a frame, names the tunnels it travelled
+//! through, and hands each packet, as a [`PacketSummary`], to the worker that owns its flow.
+//!
+//! Offline, one dispatcher (the reader thread) feeds every worker. Live, each worker runs its
+//! own dispatcher on its own RX queue. Either way the owner of a packet is
+//! `FlowKey::owner(n_workers)`, so both directions of a connection meet on one shard.
+
+use crate::capture::Frame;
+use crate::decode::{DecodeConfig, DecodeCounters, DecodeError, Decoder, Encap, Packet};
+use crate::flow::conn_uid;
+use crate::flow::key::{Endpoints, FlowKey};
+use crate::flow::summary::PacketSummary;
+use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
+use hashbrown::HashMap;
+
+/// How long a tunnel that is not itself a UDP connection (GRE, IP-in-IP) keeps its uid after
+/// its last packet (Zeek's `Tunnel::expiration_interval`, 1 hour).
+const IP_TUNNEL_IDLE_NS: u64 = 3_600_000_000_000;
+
+/// Bound on tunnels remembered at once; beyond it the table is cleared (uids of long-lived
+/// tunnels then restart, which is visible but harmless).
+const MAX_TUNNELS: usize = 65_536;
+
+/// Counters of the dispatch step (plain integers: one dispatcher per thread).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct DispatchCounters {
+    /// Frames handed to the decoder.
+    pub frames: u64,
+    /// Packets handed to owners (a tunnelled frame can yield two).
+    pub packets: u64,
+    /// Packets whose owner is another worker than the dispatcher's own.
+    pub forwarded: u64,
+}
+
+struct TunnelEntry {
+    start_ns: u64,
+    last_ns: u64,
+}
+
+/// Remembers when each tunnel was first seen, so every packet inside it can name the outer
+/// connection's uid, which is derived from the outer key and that start time exactly as the
+/// outer connection's owner derives it.
+struct TunnelTable {
+    map: HashMap<FlowKey, TunnelEntry>,
+    udp_idle_ns: u64,
+}
+
+impl TunnelTable {
+    fn touch(&mut self, key: FlowKey, ts_ns: u64) -> u64 {
+        let idle = if key.ip_proto == 17 {
+            self.udp_idle_ns
+        } else {
+            IP_TUNNEL_IDLE_NS
+        };
+        if self.map.len() >= MAX_TUNNELS && !self.map.contains_key(&key) {
+            self.map.clear();
+        }
+        let e = self.map.entry(key).or_insert(TunnelEntry {
+            start_ns: ts_ns,
+            last_ns: ts_ns,
+        });
+        if ts_ns.saturating_sub(e.last_ns) > idle {
+            e.start_ns = ts_ns;
+        }
+        e.last_ns = e.last_ns.max(ts_ns);
+        e.start_ns
+    }
+}
+
+/// The receiving half of a worker.
+pub struct Dispatcher {
+    decoder: Decoder,
+    workers: usize,
+    me: Option<usize>,
+    uid_seed: u64,
+    tunnels: TunnelTable,
+    counters: DispatchCounters,
+}
+
+fn encap_key(e: &Encap) -> FlowKey {
+    let ep = Endpoints {
+        ip_proto: e.ip_proto,
+        src: e.src,
+        src_port: e.src_port,
+        dst: e.dst,
+        dst_port: e.dst_port,
+    };
+    ep.key().0
+}
+
+impl Dispatcher {
+    /// A dispatcher for `workers` owners. `me` is the worker this dispatcher runs on (live),
+    /// or `None` for the offline reader, which runs on no worker.
+    pub fn new(
+        decode: DecodeConfig,
+        workers: usize,
+        me: Option<usize>,
+        uid_seed: u64,
+        udp_idle_ns: u64,
+    ) -> Dispatcher {
+        Dispatcher {
+            decoder: Decoder::new(decode),
+            workers: workers.max(1),
+            me,
+            uid_seed,
+            tunnels: TunnelTable {
+                map: HashMap::with_capacity(1024),
+                udp_idle_ns,
+            },
+            counters: DispatchCounters::default(),
+        }
+    }
+
+    /// Decodes `frame` and calls `emit(owner, summary)` for each packet in it, outermost first.
+    pub fn dispatch(
+        &mut self,
+        frame: &Frame<'_>,
+        mut emit: impl FnMut(usize, PacketSummary),
+    ) -> Result<(), DecodeError> {
+        self.counters.frames += 1;
+        let ts = frame.ts_ns;
+        let workers = self.workers;
+        let seed = self.uid_seed;
+        let me = self.me;
+        let tunnels = &mut self.tunnels;
+        let counters = &mut self.counters;
+        self.decoder
+            .decode(frame.link, ts, frame.data, |p: &Packet<'_>| {
+                let (key, _) = Endpoints::of_packet(p).key();
+                if p.carries.is_some() {
+                    // Registers the outer connection's start before any inner packet names it.
+                    tunnels.touch(key, ts);
+                }
+                let mut parents = [None::<Uid>; MAX_TUNNEL_PARENTS];
+                if let Some(outer) = p.encap.last() {
+                    let okey = encap_key(outer);
+                    let start = tunnels.touch(okey, ts);
+                    parents[0] = Some(conn_uid(seed, &okey, start));
+                }
+                let owner = key.owner(workers);
+                counters.packets += 1;
+                if me.is_some_and(|m| m != owner) {
+                    counters.forwarded += 1;
+                }
+                emit(owner, PacketSummary::from_packet(p, ts, parents));
+            })
+    }
+
+    /// Counters of this dispatcher.
+    pub fn counters(&self) -> DispatchCounters {
+        self.counters
+    }
+
+    /// Counters of this dispatcher's decoder.
+    pub fn decode_counters(&self) -> DecodeCounters {
+        *self.decoder.counters()
+    }
+}

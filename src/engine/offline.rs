@@ -1,0 +1,178 @@
+//! `nameflow read`: capture files through the same dispatch and workers as live capture.
+//!
+//! The calling thread reads and dispatches; `workers` threads (pinned when asked) own the flow
+//! shards; one writer thread encodes and writes. Every queue is bounded, and offline every
+//! producer waits for room instead of dropping, so a file is always processed completely.
+
+use super::dispatch::{DispatchCounters, Dispatcher};
+use super::spsc;
+use super::worker::{run_worker, FullPolicy, ToWorker, WorkerReport};
+use super::writer::{self, Destination, WriterError, WriterReport};
+use crate::capture::pcap::PcapReader;
+use crate::capture::{CaptureError, FrameSource};
+use crate::decode::{DecodeConfig, DecodeCounters};
+use crate::flow::FlowConfig;
+use crate::output::record::ConnRecord;
+use crate::output::Format;
+use std::path::PathBuf;
+
+/// Packet time between two ticks sent to every worker.
+const TICK_NS: u64 = 1_000_000_000;
+
+/// Everything `nameflow read` needs, already validated.
+#[derive(Clone, Debug)]
+pub struct ReadConfig {
+    pub inputs: Vec<PathBuf>,
+    pub workers: usize,
+    /// Pin each worker thread to a core.
+    pub pin: bool,
+    pub decode: DecodeConfig,
+    pub flow: FlowConfig,
+    pub format: Format,
+    pub dest: Destination,
+    /// Capacity of each dispatcher → worker queue, in packets.
+    pub queue_capacity: usize,
+    /// Capacity of each worker → writer queue, in records.
+    pub record_queue_capacity: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct ReadReport {
+    pub dispatch: DispatchCounters,
+    pub decode: DecodeCounters,
+    pub workers: Vec<WorkerReport>,
+    pub writer: WriterReport,
+    /// Where the log went.
+    pub log_path: PathBuf,
+}
+
+/// Why a run failed. An input error still leaves a complete log of what came before it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Input(#[from] CaptureError),
+    #[error(transparent)]
+    Output(#[from] WriterError),
+    #[error("a worker thread panicked; this is a bug, please report it with the input file")]
+    WorkerPanic,
+}
+
+/// Runs the whole pipeline. On an input error the records of everything read before the
+/// damage are still written, and the error comes back with the report.
+pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
+    let mut report = ReadReport::default();
+    let mut reader = match PcapReader::open(&cfg.inputs) {
+        Ok(r) => r,
+        Err(e) => return (report, Err(e.into())),
+    };
+    let (sink, log_path) = match writer::open(&cfg.dest) {
+        Ok(s) => s,
+        Err(e) => return (report, Err(e.into())),
+    };
+    report.log_path = log_path.clone();
+    let n = cfg.workers.max(1);
+    let cores = if cfg.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+
+    let mut to_workers = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (p, c) = spsc::channel::<ToWorker>(cfg.queue_capacity);
+        to_workers.push(p);
+        inboxes.push(c);
+    }
+    let mut record_producers = Vec::with_capacity(n);
+    let mut record_consumers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (p, c) = spsc::channel::<ConnRecord>(cfg.record_queue_capacity);
+        record_producers.push(p);
+        record_consumers.push(c);
+    }
+
+    let mut input_result = Ok(());
+    let mut dispatcher = Dispatcher::new(
+        cfg.decode,
+        n,
+        None,
+        cfg.flow.uid_seed,
+        cfg.flow.udp_inactivity_ns,
+    );
+
+    let scope_result = std::thread::scope(|s| {
+        let writer =
+            s.spawn(move || run_writer_thread(record_consumers, cfg.format, sink, log_path));
+        let mut handles = Vec::with_capacity(n);
+        for (i, (inbox, records)) in inboxes.into_iter().zip(record_producers).enumerate() {
+            let core = cores.get(i % cores.len().max(1)).copied();
+            let flow = &cfg.flow;
+            handles.push(s.spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                run_worker(vec![inbox], flow, records, FullPolicy::Wait)
+            }));
+        }
+
+        let mut last_tick = 0u64;
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    input_result = Err(ReadError::Input(e));
+                    break;
+                }
+            };
+            let ts = frame.ts_ns;
+            // Malformed frames are counted by the decoder; they never stop the run.
+            let _ = dispatcher.dispatch(&frame, |owner, summary| {
+                to_workers[owner].push_wait(ToWorker::Packet(summary));
+            });
+            if ts >= last_tick.saturating_add(TICK_NS) {
+                last_tick = ts;
+                for q in &to_workers {
+                    q.push_wait(ToWorker::Tick(ts));
+                }
+            }
+        }
+        // Closing the inboxes tells the workers to flush and finish.
+        drop(to_workers);
+        let mut workers = Vec::with_capacity(n);
+        let mut panicked = false;
+        for h in handles {
+            match h.join() {
+                Ok(r) => workers.push(r),
+                Err(_) => panicked = true,
+            }
+        }
+        let w = writer.join();
+        (workers, panicked, w)
+    });
+
+    let (workers, panicked, writer_result) = scope_result;
+    report.workers = workers;
+    report.dispatch = dispatcher.counters();
+    report.decode = dispatcher.decode_counters();
+    match writer_result {
+        Ok(Ok(w)) => report.writer = w,
+        Ok(Err(e)) => return (report, Err(e.into())),
+        Err(_) => return (report, Err(ReadError::WorkerPanic)),
+    }
+    if panicked {
+        return (report, Err(ReadError::WorkerPanic));
+    }
+    (report, input_result)
+}
+
+fn run_writer_thread(
+    queues: Vec<spsc::Consumer<ConnRecord>>,
+    format: Format,
+    sink: Box<dyn std::io::Write + Send>,
+    path: PathBuf,
+) -> Result<WriterReport, WriterError> {
+    writer::run_writer(queues, format, sink, path)
+}
