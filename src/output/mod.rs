@@ -30,5 +30,7 @@ pub trait Encoder: Send {
     fn footer(&mut self, close_ts_ns: u64, out: &mut Vec<u8>);
 }
 
-mod placeholder;
-pub use placeholder::encoder_for;
+pub mod json;
+pub mod tsv;
+mod zeek;
+pub use zeek::encoder_for;

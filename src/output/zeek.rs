@@ -1,0 +1,158 @@
+//! What the Zeek TSV and JSON encoders share: the `conn.log` column list, Zeek's notion of
+//! which fields are unset, and the number formatting both writers need.
+//!
+//! Zeek keeps times as `double` seconds built from the capture's microsecond timestamps. The
+//! encoders reproduce that (truncating nanosecond captures to microseconds, as libpcap does
+//! for Zeek) so that our lines match Zeek's byte for byte, including the floating-point noise
+//! in Zeek's JSON `duration`.
+
+use super::json::JsonEncoder;
+use super::record::ConnRecord;
+use super::tsv::TsvEncoder;
+use super::{Encoder, Format};
+use std::io::Write;
+
+/// The `conn.log` columns in Zeek 8's order, then ours, with their Zeek types.
+pub(crate) const CONN_FIELDS: [(&str, &str); 23] = [
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+    ("ip_proto", "count"),
+    ("community_id", "string"),
+];
+
+/// An encoder for `format`. Each encoder is stateless apart from what it writes into the
+/// caller's buffer, so one per log stream is enough.
+pub fn encoder_for(format: Format) -> Box<dyn Encoder> {
+    match format {
+        Format::Json => Box::new(JsonEncoder),
+        Format::Tsv => Box::new(TsvEncoder),
+    }
+}
+
+/// A packet time as Zeek holds it: whole seconds and microseconds (nanoseconds truncated).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ZeekTime {
+    pub secs: u64,
+    pub micros: u32,
+}
+
+impl ZeekTime {
+    pub fn from_ns(ns: u64) -> ZeekTime {
+        ZeekTime {
+            secs: ns / 1_000_000_000,
+            micros: ((ns % 1_000_000_000) / 1_000) as u32,
+        }
+    }
+
+    /// Microseconds since the epoch.
+    pub fn total_micros(self) -> u64 {
+        self.secs * 1_000_000 + u64::from(self.micros)
+    }
+
+    /// The `double` Zeek computes for this time (`tv_sec + tv_usec / 1e6`).
+    pub fn as_f64(self) -> f64 {
+        self.secs as f64 + f64::from(self.micros) / 1e6
+    }
+}
+
+/// The connection's start and end as Zeek sees them, and whether Zeek would log `duration`
+/// (and the byte counts that go with it). Zeek's duration is the difference of two
+/// microsecond timestamps, so a sub-microsecond duration from a nanosecond capture is zero
+/// to Zeek and stays unset here too.
+pub(crate) fn span(rec: &ConnRecord) -> (ZeekTime, ZeekTime, bool) {
+    let start = ZeekTime::from_ns(rec.ts_ns);
+    let end = ZeekTime::from_ns(rec.ts_ns.saturating_add(rec.duration_ns));
+    let has_duration = rec.duration_ns != 0 && end.total_micros() > start.total_micros();
+    (start, end, has_duration)
+}
+
+/// Writes `secs.micros` with exactly six decimals, the way Zeek's `%.6f` renders a time whose
+/// fraction came from whole microseconds.
+pub(crate) fn write_fixed6(out: &mut Vec<u8>, secs: u64, micros: u32) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{secs}.{micros:06}");
+}
+
+/// Writes `#open`/`#close` dates: `YYYY-MM-DD-HH-MM-SS` in UTC (Zeek's format, run with
+/// `TZ=UTC` as the references are).
+pub(crate) fn write_log_date(out: &mut Vec<u8>, ts_ns: u64) {
+    let secs = ts_ns / 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}-{:02}-{:02}-{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    );
+}
+
+/// Converts days since 1970-01-01 into a proleptic Gregorian (year, month, day), using the
+/// well-known era arithmetic (400-year cycles of 146097 days) so no table is needed.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(ts_s: u64) -> String {
+        let mut v = Vec::new();
+        write_log_date(&mut v, ts_s * 1_000_000_000);
+        String::from_utf8(v).expect("log date is ASCII")
+    }
+
+    #[test]
+    fn log_dates_are_utc_calendar_dates() {
+        assert_eq!(date(0), "1970-01-01-00-00-00");
+        assert_eq!(date(951_782_400), "2000-02-29-00-00-00");
+        assert_eq!(date(1_300_475_167), "2011-03-18-19-06-07");
+        assert_eq!(date(4_102_444_799), "2099-12-31-23-59-59");
+    }
+
+    #[test]
+    fn nanosecond_times_truncate_to_microseconds() {
+        let t = ZeekTime::from_ns(1_300_475_167_096_535_999);
+        assert_eq!(
+            t,
+            ZeekTime {
+                secs: 1_300_475_167,
+                micros: 96_535
+            }
+        );
+        let mut v = Vec::new();
+        write_fixed6(&mut v, t.secs, t.micros);
+        assert_eq!(v, b"1300475167.096535");
+    }
+}
