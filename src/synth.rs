@@ -434,6 +434,7 @@ impl Trace {
 
     /// Adds `count` ICMP (or ICMPv6) echo requests from `src` to `dst`, each answered by a reply
     /// `rtt_ns` later; requests are `interval_ns` apart. Returns the time of the last packet.
+    #[allow(clippy::too_many_arguments)] // Endpoints, id, count and three times: all needed.
     pub fn icmp_echo(
         &mut self,
         src: IpAddr,
