@@ -33,7 +33,10 @@ impl LinkType {
 
     /// True when [`Decoder::decode`] understands this link type.
     pub fn is_supported(self) -> bool {
-        matches!(self.0, 0 | 1 | 10 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276)
+        matches!(
+            self.0,
+            0 | 1 | 10 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276
+        )
     }
 }
 
@@ -190,5 +193,9 @@ pub struct DecodeCounters {
     pub bad_checksum: u64,
 }
 
+mod frag;
 mod imp;
+mod link;
+mod tunnel;
+mod wire;
 pub use imp::Decoder;
