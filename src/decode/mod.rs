@@ -199,3 +199,6 @@ mod link;
 mod tunnel;
 mod wire;
 pub use imp::Decoder;
+
+#[cfg(test)]
+mod tests;
