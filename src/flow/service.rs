@@ -161,6 +161,12 @@ impl ServiceState {
             self.confirmed.push(Service::Ntp);
         } else if (ports.either(&[88]) || krb_tgs_req_signature(data)) && krb_message(data) {
             self.confirmed.push(Service::Krb);
+        } else if ports.either(&[4789]) && vxlan_header(data, full_len) {
+            // The decoder sets `carries` only when the inner frame is IP; Zeek's VXLAN analyzer
+            // confirms on the header whatever the inner frame is (ARP in `vxlan-icmp`).
+            self.confirmed.push(Service::Vxlan);
+        } else if ports.either(&[6081]) && geneve_header(data, full_len) {
+            self.confirmed.push(Service::Geneve);
         }
     }
 
@@ -529,10 +535,7 @@ fn dce_rpc_header(data: &[u8]) -> bool {
 /// SMB1/SMB2/SMB3 behind a NetBIOS session header (Zeek's `dpd_smb`), including the SMB3
 /// transform header (`\xfdSMB`).
 fn smb_header(data: &[u8]) -> bool {
-    matches!(
-        data,
-        [0x00, _, _, _, 0xfd..=0xff, b'S', b'M', b'B', ..]
-    )
+    matches!(data, [0x00, _, _, _, 0xfd..=0xff, b'S', b'M', b'B', ..])
 }
 
 /// A Modbus/TCP request: protocol id 0, a length that fits one PDU, and a function code.
@@ -587,6 +590,25 @@ fn krb_message(data: &[u8]) -> bool {
         return false;
     };
     matches!(&rest[1 + m..], [0xa0 | 0xa1, 0x03, 0x02, 0x01, 0x05, ..])
+}
+
+/// A VXLAN header (RFC 7348): the I flag set, reserved fields zero, and room for an inner
+/// Ethernet header.
+fn vxlan_header(data: &[u8], full_len: usize) -> bool {
+    matches!(data, [f, 0, 0, 0, _, _, _, 0, ..] if f & 0x08 != 0 && f & !0x08 == 0)
+        && full_len >= 8 + 14
+}
+
+/// A Geneve header (RFC 8926): version 0 carrying Ethernet, with its options and an inner
+/// Ethernet header inside the datagram.
+fn geneve_header(data: &[u8], full_len: usize) -> bool {
+    match data {
+        [b0, _, 0x65, 0x58, ..] if b0 >> 6 == 0 => {
+            let options = usize::from(b0 & 0x3f) * 4;
+            full_len >= 8 + options + 14
+        }
+        _ => false,
+    }
 }
 
 /// Zeek's `dpd_krb_udp` signature (a TGS-REQ), which enables Kerberos on any UDP port.
@@ -1093,6 +1115,26 @@ mod tests {
         p.carries = Some(TunnelKind::Gre);
         st.observe(&p, true, 40000, 4789);
         assert!(st.services().is_empty(), "GRE is no service");
+    }
+
+    #[test]
+    fn vxlan_and_geneve_headers_without_ip_inside() {
+        // VXLAN carrying ARP: the decoder does not mark it, the header alone confirms.
+        let mut v = vec![0x08, 0, 0, 0, 0, 0, 0x7b, 0];
+        v.extend_from_slice(&[0xff; 6]);
+        v.extend_from_slice(&[
+            0xba, 0x09, 0x2b, 0x6e, 0xf8, 0xbe, 0x08, 0x06, 0, 1, 8, 0, 6, 4,
+        ]);
+        assert_eq!(udp_conv(39924, 4789, &[(true, &v)]), ["vxlan"]);
+        let mut bad = v.clone();
+        bad[1] = 1;
+        assert!(
+            udp_conv(39924, 4789, &[(true, &bad)]).is_empty(),
+            "reserved bits set"
+        );
+        let mut g = vec![0x00, 0x00, 0x65, 0x58, 0, 0, 0x0a, 0];
+        g.extend_from_slice(&v[8..]);
+        assert_eq!(udp_conv(40000, 6081, &[(true, &g)]), ["geneve"]);
     }
 
     #[test]
