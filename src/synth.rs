@@ -1132,4 +1132,64 @@ mod tests {
         assert_eq!(ng[..4], [0x0a, 0x0d, 0x0d, 0x0a]);
         assert_eq!(ng.len() % 4, 0);
     }
+
+    #[test]
+    fn frames_decode_back_with_valid_checksums() {
+        use crate::decode::{DecodeConfig, Decoder, L4};
+        let mut eth = Trace::new();
+        let mut raw = Trace::raw_ip();
+        for t in [&mut eth, &mut raw] {
+            let spec = TcpSpec {
+                client_segments: 2,
+                server_segments: 1,
+                client: "[fd00::1]:40001".parse().unwrap(),
+                server: "[fd00::2]:443".parse().unwrap(),
+                ..TcpSpec::default()
+            };
+            let end = t.tcp_session(&spec, T0);
+            let end = t.tcp_session(&TcpSpec::default(), end);
+            let dns = DnsSpec::query("www.example.test", 28).answer(DnsRecord::new(
+                "www.example.test",
+                300,
+                DnsData::Aaaa("fd00::80".parse().unwrap()),
+            ));
+            let end = t.dns_exchange(&dns, end);
+            t.icmp_echo(
+                "198.18.0.1".parse().unwrap(),
+                "198.18.0.3".parse().unwrap(),
+                1,
+                1,
+                end,
+                1_000,
+                1_000,
+            );
+        }
+        for t in [&eth, &raw] {
+            let mut dec = Decoder::new(DecodeConfig::default());
+            let mut seen = Vec::new();
+            for f in t.frames() {
+                dec.decode(t.link(), f.ts_ns, &f.data, |p| {
+                    assert!(p.checksum_ok, "checksum of {p:?}");
+                    assert!(p.encap.is_empty());
+                    let ports = match p.l4 {
+                        L4::Tcp {
+                            src_port, dst_port, ..
+                        }
+                        | L4::Udp { src_port, dst_port } => (src_port, dst_port),
+                        L4::Icmp { icmp_type, .. } => (u16::from(icmp_type), 0),
+                        L4::Other => panic!("unexpected transport in {p:?}"),
+                    };
+                    seen.push((p.src, ports, p.ip_proto, p.payload_len as usize));
+                })
+                .unwrap_or_else(|e| panic!("frame at {} does not decode: {e:?}", f.ts_ns));
+            }
+            assert_eq!(seen.len(), t.frames().len(), "one packet per frame");
+            let client: IpAddr = "fd00::1".parse().unwrap();
+            assert_eq!(seen[0], (client, (40001, 443), 6, 0));
+            assert_eq!(seen[3], (client, (40001, 443), 6, 100));
+            let udp = seen.iter().filter(|s| s.2 == 17).count();
+            let icmp = seen.iter().filter(|s| s.2 == 1).count();
+            assert_eq!((udp, icmp), (2, 2));
+        }
+    }
 }
