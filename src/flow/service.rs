@@ -20,11 +20,15 @@
 //!   both sides, because Zeek's SSH analyzer confirms only on `NEWKEYS` (a client-only capture
 //!   gives no `ssh`: `ssh-half-duplex-client` in the conformance set).
 //! - Port-only analyzers (DNS, DHCP, NTP, Modbus, IMAP, Kerberos) are tried only on their ports.
+//!   Zeek has no DNS signature, so DNS on another port stays `-` there and here (53, 137, 5353,
+//!   5355 for UDP; 53 for TCP with its two-byte length prefix).
 //! - TLS is confirmed by a ServerHello, on any port; after an IMAP/SMTP/POP3 STARTTLS the
 //!   inspection window reopens so the TLS handshake is seen and `imap,ssl` comes out in that order.
 //! - HTTP is never confirmed on a connection that started without a SYN: Zeek's HTTP analyzer
 //!   ignores "partial" connections (`wikipedia-dns-http` has such a GET that stays `-`).
-//! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries`.
+//! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries`; VXLAN and
+//!   Geneve are also recognised from their own header, since the decoder marks a frame only when
+//!   the inner frame is IP and Zeek confirms VXLAN carrying ARP too (`vxlan-icmp`).
 //!
 //! Known gaps: `ftp-data` needs the FTP control connection's PASV/PORT expectation, which lives
 //! in another flow (possibly on another worker), so it is never detected here. The DHCP magic
