@@ -22,7 +22,7 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// How many lines of the log the demo prints.
 const SHOWN_LINES: usize = 12;
 
-pub fn demo() -> Result<()> {
+pub fn demo(synthetic: bool) -> Result<()> {
     ensure_packages(BUILD_PACKAGES)?;
 
     eprintln!("==> building the workspace (release)");
@@ -34,7 +34,7 @@ pub fn demo() -> Result<()> {
     let logs = demo_dir.join("logs");
     std::fs::create_dir_all(&logs)
         .with_context(|| format!("failed to create {}", logs.display()))?;
-    let trace = demo_trace(&demo_dir)?;
+    let trace = demo_trace(&demo_dir, synthetic)?;
 
     let bin = root.join("target/release/nameflow");
     eprintln!(
@@ -66,26 +66,83 @@ pub fn demo() -> Result<()> {
 
 /// The Wikipedia trace from the shared references when present (real DNS and HTTP), otherwise a
 /// synthetic one, so the demo also works on a machine that has only the repository.
-fn demo_trace(demo_dir: &Path) -> Result<PathBuf> {
-    if let Some(shared) = shared_dir() {
+fn demo_trace(demo_dir: &Path, synthetic: bool) -> Result<PathBuf> {
+    if let Some(shared) = shared_dir().filter(|_| !synthetic) {
         let trace = shared.join("conformance/zeek/wikipedia-dns-http/trace.pcap");
         if trace.is_file() {
             return Ok(trace);
         }
     }
     let trace = demo_dir.join("synthetic.pcap");
-    eprintln!(
-        "==> ../shared is absent: writing a synthetic trace to {}",
-        trace.display()
-    );
+    eprintln!("==> writing a synthetic trace to {}", trace.display());
     write_synthetic_trace(&trace)?;
     Ok(trace)
 }
 
-/// Writes the synthetic demo trace with `nameflow::synth`.
+/// Writes the synthetic demo trace with `nameflow::synth`: a client that resolves three names
+/// and then talks to them (HTTP, TLS-like, SSH), a ping, and a lookup nobody answers, all in
+/// the benchmarking range so the demo never shows a real host.
 fn write_synthetic_trace(path: &Path) -> Result<()> {
-    let _ = path;
-    bail!("nameflow::synth has no trace builder yet; put the shared references at ../shared")
+    use nameflow::synth::{DnsData, DnsRecord, DnsSpec, TcpClose, TcpSpec, Trace, TsResolution};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 10).into();
+    let mut trace = Trace::new();
+    // 2023-11-14 22:13:20 UTC: a fixed start makes the demo's log the same on every run.
+    let mut t: u64 = 1_700_000_000_000_000_000;
+    let servers: [(&str, [u8; 4], u16, &[u8]); 3] = [
+        (
+            "www.example.test",
+            [198, 19, 1, 80],
+            80,
+            b"GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n",
+        ),
+        ("api.example.test", [198, 19, 2, 43], 443, b""),
+        (
+            "git.example.test",
+            [198, 19, 3, 22],
+            22,
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+        ),
+    ];
+    for (i, (name, addr, port, first)) in servers.iter().enumerate() {
+        let server = Ipv4Addr::from(*addr);
+        let mut dns = DnsSpec::query(name, 1).answer(DnsRecord::new(name, 300, DnsData::A(server)));
+        dns.client = SocketAddr::new(client, 53_000 + i as u16);
+        dns.id = 0x4000 + i as u16;
+        t = trace.dns_exchange(&dns, t) + 1_000_000;
+        let spec = TcpSpec {
+            client: SocketAddr::new(client, 40_000 + i as u16),
+            server: SocketAddr::new(server.into(), *port),
+            client_segments: 2,
+            server_segments: 3,
+            client_first: first.to_vec(),
+            close: if i == 1 {
+                TcpClose::RstByServer
+            } else {
+                TcpClose::Fin
+            },
+            ..TcpSpec::default()
+        };
+        t = trace.tcp_session(&spec, t) + 5_000_000;
+    }
+    t = trace.icmp_echo(
+        client,
+        Ipv4Addr::new(198, 19, 0, 1).into(),
+        7,
+        3,
+        t,
+        1_000_000_000,
+        800_000,
+    );
+    let mut lost = DnsSpec::query("nowhere.example.test", 28);
+    lost.client = SocketAddr::new(client, 53_100);
+    lost.no_response = true;
+    trace.dns_exchange(&lost, t + 1_000_000);
+    trace.sort_by_time();
+    trace
+        .write_pcap(path, TsResolution::Micro)
+        .with_context(|| format!("failed to write the synthetic trace {}", path.display()))
 }
 
 /// Installs the missing packages when we are root; otherwise prints the command and fails.

@@ -30,7 +30,11 @@ struct Cli {
 enum Cmd {
     /// Install the Debian build packages if needed, build in release mode and run nameflow on a
     /// sample trace.
-    Demo,
+    Demo {
+        /// Use the synthetic trace even when ../shared is present.
+        #[arg(long)]
+        synthetic: bool,
+    },
     /// Run the checks CI runs: rustfmt, clippy (warnings are errors) and the test suite.
     Test,
     /// Compare nameflow's conn.log with Zeek's on every reference in ../shared/conformance.
@@ -40,7 +44,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Demo => demo::demo(),
+        Cmd::Demo { synthetic } => demo::demo(synthetic),
         Cmd::Test => checks::test(),
         Cmd::Conformance(args) => conformance::conformance(args),
     };
