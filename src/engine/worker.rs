@@ -8,6 +8,8 @@ use crate::output::record::ConnRecord;
 
 /// What a worker's inbox carries.
 #[derive(Clone, Copy, Debug)]
+// The packet variant is stored inline on purpose: boxing it would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 pub enum ToWorker {
     /// A packet whose flow this worker owns.
     Packet(PacketSummary),

@@ -162,8 +162,6 @@ pub fn icmp_counterpart(v6: bool, icmp_type: u8, code: u8) -> (u16, bool) {
             140 => Some(139),
             144 => Some(145), // home agent address discovery
             145 => Some(144),
-            146 => Some(147), // mobile prefix solicitation / advertisement
-            147 => Some(146),
             _ => None,
         }
     } else {

@@ -275,19 +275,10 @@ impl std::fmt::Debug for History {
 }
 
 /// A Community ID v1 string (`1:` + base64 of a SHA-1 digest: always 30 characters).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommunityId {
     len: u8,
     buf: [u8; 32],
-}
-
-impl Default for CommunityId {
-    fn default() -> Self {
-        CommunityId {
-            len: 0,
-            buf: [0; 32],
-        }
-    }
 }
 
 impl CommunityId {
