@@ -14,15 +14,22 @@
 //! - `uid::conn_uid(seed, &FlowKey, start_ts_ns) -> Uid` is also what the engine uses to name
 //!   a tunnel's outer connection in `tunnel_parents`.
 
+pub mod community_id;
 pub mod key;
 pub mod local;
-pub mod community_id;
 pub mod service;
 pub mod summary;
 
-mod imp;
-pub use imp::{conn_uid, Shard};
+mod conn;
+mod ports;
+mod table;
+mod tcp;
+#[cfg(test)]
+mod tests;
+mod uid;
 pub use local::LocalNets;
+pub use table::Shard;
+pub use uid::conn_uid;
 
 use crate::output::record::ConnRecord;
 
