@@ -180,19 +180,34 @@ pub enum DecodeError {
 /// Per-decoder counters, plain integers (one decoder per core).
 #[derive(Clone, Copy, Default, Debug)]
 pub struct DecodeCounters {
+    /// Frames offered to [`Decoder::decode`].
     pub frames: u64,
+    /// Packets handed to the visitor (a tunnelled frame gives more than one).
     pub packets: u64,
+    /// Decodes that ended at a header cut short (including inner packets of UDP tunnels).
     pub truncated: u64,
+    /// Decodes that ended at an invalid header field.
     pub malformed: u64,
+    /// Frames that carried no IP (ARP, LLDP, PPP negotiation, ...).
     pub not_ip: u64,
     pub unsupported_link: u64,
+    /// IP fragments seen (each one, whatever became of it).
     pub fragments: u64,
+    /// Datagrams completed by reassembly.
     pub reassembled: u64,
+    /// Fragments discarded: invalid, overlapping, truncated, or held by a datagram that was
+    /// evicted by a bound or expired.
     pub fragments_dropped: u64,
+    /// Tunnels not followed because `max_tunnel_depth` was reached.
     pub tunnel_too_deep: u64,
+    /// Bad IPv4 header checksums (frame dropped) plus visited packets whose transport checksum
+    /// failed (`checksum_ok == false`).
     pub bad_checksum: u64,
 }
 
+// Codemap: `wire` holds the typed header views and checksums, `link` the link layers and the
+// ethertype dispatch (VLAN, MPLS, PPPoE, FabricPath), `frag` reassembly, `tunnel` the tunnel
+// headers, and `imp` the decoder that ties them together.
 mod frag;
 mod imp;
 mod link;

@@ -870,6 +870,10 @@ fn gre_and_ip_in_ip_are_not_visited_as_outer() {
     g.extend_from_slice(&[0xff, 0x03, 0x00, 0x21]);
     g.extend_from_slice(&inner4);
     check(ipv4(os, od, 47, &g), TunnelKind::Gre, 47, b"in4");
+    // MPLS inside GRE goes through the same ethertype dispatch as on Ethernet.
+    let mut g = vec![0x00, 0x00, 0x88, 0x47, 0x00, 0x01, 0x01, 0x40];
+    g.extend_from_slice(&inner4);
+    check(ipv4(os, od, 47, &g), TunnelKind::Gre, 47, b"in4");
     // IP in IP, 6in4, 4in6.
     check(ipv4(os, od, 4, &inner4), TunnelKind::Ip, 4, b"in4");
     check(ipv4(os, od, 41, &inner6), TunnelKind::Ip, 41, b"in6");

@@ -13,6 +13,8 @@ pub(crate) enum Inner<'a> {
     Ethernet(&'a [u8]),
     /// An IP packet.
     Ip(L3<'a>),
+    /// Bytes named by an ethertype that may still need peeling (MPLS, VLAN tags).
+    EtherType(u16, &'a [u8]),
 }
 
 impl<'a> Inner<'a> {
@@ -21,6 +23,7 @@ impl<'a> Inner<'a> {
         match self {
             Inner::Ethernet(b) => link::ethernet(b, l2),
             Inner::Ip(l3) => Ok(l3),
+            Inner::EtherType(ty, b) => link::ether_payload(ty, b, l2),
         }
     }
 }
@@ -95,7 +98,7 @@ fn by_ethertype(ty: u16, inner: &[u8]) -> Result<Inner<'_>, DecodeError> {
         0x6558 => Ok(Inner::Ethernet(inner)),
         0x0800 => Ok(Inner::Ip(L3::V4(inner))),
         0x86dd => Ok(Inner::Ip(L3::V6(inner))),
-        _ => Err(DecodeError::NotIp),
+        _ => Ok(Inner::EtherType(ty, inner)),
     }
 }
 
