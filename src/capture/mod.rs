@@ -42,7 +42,9 @@ pub enum CaptureError {
     },
     #[error("{path} is not a pcap or pcapng file (unrecognised magic bytes); give a capture file written by tcpdump, Wireshark or Zeek")]
     NotPcap { path: PathBuf },
-    #[error("{path} is corrupt at byte offset {offset}: {what}; everything before it was processed")]
+    #[error(
+        "{path} is corrupt at byte offset {offset}: {what}; everything before it was processed"
+    )]
     Corrupt {
         path: PathBuf,
         offset: u64,

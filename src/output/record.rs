@@ -15,8 +15,7 @@ pub struct Uid {
 impl Uid {
     /// Builds a uid from 96 bits of hash output, as `C` + base62 digits (like Zeek's).
     pub fn from_bits(hi: u64, lo: u32) -> Uid {
-        const DIGITS: &[u8; 62] =
-            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         let mut uid = Uid::default();
         uid.buf[0] = b'C';
         uid.len = 1;
