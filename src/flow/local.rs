@@ -161,8 +161,18 @@ mod tests {
     #[test]
     fn zeek_default_matches_reference_logs() {
         let l = LocalNets::zeek_default();
-        let yes = ["224.0.0.251", "192.168.1.79", "fe80::217:f2ff:fed7:cf65", "100.64.1.1"];
-        let no = ["224.2.127.254", "ff02::fb", "141.142.220.202", "131.159.21.1"];
+        let yes = [
+            "224.0.0.251",
+            "192.168.1.79",
+            "fe80::217:f2ff:fed7:cf65",
+            "100.64.1.1",
+        ];
+        let no = [
+            "224.2.127.254",
+            "ff02::fb",
+            "141.142.220.202",
+            "131.159.21.1",
+        ];
         for a in yes {
             assert!(l.contains(a.parse().unwrap()), "{a} should be local");
         }
