@@ -6,7 +6,7 @@ use super::community_id::community_id;
 use super::key::FlowKey;
 use super::ports::is_likely_server_port;
 use super::service::ServiceState;
-use super::summary::PacketSummary;
+use super::summary::{PacketSummary, SNIPPET_LEN};
 use super::tcp::{seq_delta, EpState, Scaled, TcpEp};
 use super::FlowConfig;
 use crate::decode::L4;
@@ -98,6 +98,9 @@ pub struct Conn {
     first_packet_seen: u8,
     is_active: bool,
     pub pending_synack: Option<PendingSynAck>,
+    /// Whether the segment being applied was captured in full (Zeek hands only fully captured
+    /// payload to reassembly, so a header-only capture turns every acked byte into a gap).
+    payload_captured: bool,
     // Timers (0 = not armed).
     attempt_at: u64,
     delete_at: u64,
@@ -163,6 +166,7 @@ impl Conn {
             first_packet_seen: 0,
             is_active: true,
             pending_synack: None,
+            payload_captured: true,
             attempt_at: 0,
             delete_at: 0,
             expire_at: 0,
@@ -361,10 +365,16 @@ impl Conn {
             self.scaled(is_orig, |s| &mut s.tcp.bad_checksum, b'C');
             return;
         }
+        // The summary keeps at most SNIPPET_LEN payload bytes; fewer than that (or than the
+        // payload) means the capture itself was cut short.
+        let want = pkt.payload_len.min(SNIPPET_LEN as u32);
+        self.payload_captured = u32::from(pkt.snippet_len) >= want;
         // A connection that began with a SYN-ACK is rebuilt with flipped roles as soon as an
-        // ack or data segment follows (Zeek 5.1+): stealth scans never produce those.
-        if let Some(first) = self.pending_synack.take() {
+        // ack or data segment follows (Zeek 5.1+):
+        // stealth scans never produce those. Repeats of the SYN-ACK itself keep the question open.
+        if let Some(first) = self.pending_synack {
             if flags & (SYN | RST) == 0 && (flags & ACK != 0 || pkt.payload_len > 0) {
+                self.pending_synack = None;
                 self.rebuild_flipped(cfg, first);
                 let now_orig = !is_orig;
                 self.segment(
@@ -379,6 +389,9 @@ impl Conn {
                 );
                 self.finish_packet(pkt, now_orig, src_port, dst_port);
                 return;
+            }
+            if !(is_orig && flags & SYN != 0 && flags & RST == 0) {
+                self.pending_synack = None;
             }
         }
         let first_packet = self.sides[0].pkts + self.sides[1].pkts == 0
@@ -435,6 +448,7 @@ impl Conn {
         self.delete_at = 0;
         self.expire_at = first.ts_ns + TCP_SYN_TIMEOUT_NS;
         self.flip_roles();
+        let captured = std::mem::replace(&mut self.payload_captured, true);
         self.segment(
             cfg,
             first.ts_ns,
@@ -447,6 +461,7 @@ impl Conn {
         );
         // The SYN-ACK came from the server: it is the responder's answer to a SYN we missed.
         self.sides[1].tcp.set_state(EpState::Established);
+        self.payload_captured = captured;
         for (i, c) in counts.iter().enumerate() {
             let s = &mut self.sides[1 - i];
             s.pkts = c.pkts;
@@ -552,7 +567,7 @@ impl Conn {
         } else {
             rel_seq
         };
-        if len > 0 && !rst && !underflow {
+        if len > 0 && !rst && !underflow && self.payload_captured {
             self.data_sent(ei, rel_data_seq, u64::from(len));
         }
         if do_close {
