@@ -191,12 +191,9 @@ impl<'a> Ipv6<'a> {
         if buf[VER] >> 4 != 6 {
             return Err(DecodeError::Malformed);
         }
-        let mut payload_len = usize::from(be16(buf, LENGTH));
-        if payload_len == 0 && buf[NXT_HDR] != 59 {
-            // A zero length is a jumbogram or a segmentation-offloaded capture: use what was
-            // captured, as Zeek does.
-            payload_len = buf.len() - HEADER_LEN;
-        }
+        // Unlike IPv4's zero total length, a zero IPv6 payload length is taken at its word:
+        // Zeek counts such a packet as 40 IP bytes (see the FabricPath reference trace).
+        let payload_len = usize::from(be16(buf, LENGTH));
         Ok(Ipv6 { buf, payload_len })
     }
 

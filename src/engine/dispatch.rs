@@ -8,6 +8,7 @@
 use crate::capture::Frame;
 use crate::decode::{DecodeConfig, DecodeCounters, DecodeError, Decoder, Encap, Packet};
 use crate::flow::conn_uid;
+use crate::flow::expect::{ftp_announcement, Expectation};
 use crate::flow::key::{Endpoints, FlowKey};
 use crate::flow::summary::PacketSummary;
 use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
@@ -21,6 +22,18 @@ const IP_TUNNEL_IDLE_NS: u64 = 3_600_000_000_000;
 /// tunnels then restart, which is visible but harmless).
 const MAX_TUNNELS: usize = 65_536;
 
+/// What dispatching a frame produces.
+#[derive(Clone, Copy, Debug)]
+// The packet variant is stored inline on purpose: boxing it would allocate per packet.
+#[allow(clippy::large_enum_variant)]
+pub enum Dispatched {
+    /// A packet for the worker that owns its flow.
+    Packet(usize, PacketSummary),
+    /// A connection announced by a control connection: every worker must learn it, since
+    /// the announced connection's owner is not known yet. Sent before the packet itself.
+    Expect(Expectation),
+}
+
 /// Counters of the dispatch step (plain integers: one dispatcher per thread).
 #[derive(Clone, Copy, Default, Debug)]
 pub struct DispatchCounters {
@@ -30,6 +43,8 @@ pub struct DispatchCounters {
     pub packets: u64,
     /// Packets whose owner is another worker than the dispatcher's own.
     pub forwarded: u64,
+    /// Expected connections announced by control connections (FTP data channels).
+    pub announcements: u64,
 }
 
 struct TunnelEntry {
@@ -111,11 +126,12 @@ impl Dispatcher {
         }
     }
 
-    /// Decodes `frame` and calls `emit(owner, summary)` for each packet in it, outermost first.
+    /// Decodes `frame` and calls `emit` for each packet in it, outermost first (and for each
+    /// announcement a packet carries, just before that packet).
     pub fn dispatch(
         &mut self,
         frame: &Frame<'_>,
-        mut emit: impl FnMut(usize, PacketSummary),
+        mut emit: impl FnMut(Dispatched),
     ) -> Result<(), DecodeError> {
         self.counters.frames += 1;
         let ts = frame.ts_ns;
@@ -142,7 +158,16 @@ impl Dispatcher {
                 if me.is_some_and(|m| m != owner) {
                     counters.forwarded += 1;
                 }
-                emit(owner, PacketSummary::from_packet(p, ts, parents));
+                if p.ip_proto == 6 && !p.payload.is_empty() {
+                    if let Some(e) = ftp_announcement(p, ts) {
+                        counters.announcements += 1;
+                        emit(Dispatched::Expect(e));
+                    }
+                }
+                emit(Dispatched::Packet(
+                    owner,
+                    PacketSummary::from_packet(p, ts, parents),
+                ));
             })
     }
 

@@ -4,7 +4,7 @@
 //! shards; one writer thread encodes and writes. Every queue is bounded, and offline every
 //! producer waits for room instead of dropping, so a file is always processed completely.
 
-use super::dispatch::{DispatchCounters, Dispatcher};
+use super::dispatch::{DispatchCounters, Dispatched, Dispatcher};
 use super::spsc;
 use super::worker::{run_worker, FullPolicy, ToWorker, WorkerReport};
 use super::writer::{self, Destination, WriterError, WriterReport};
@@ -129,8 +129,15 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
             };
             let ts = frame.ts_ns;
             // Malformed frames are counted by the decoder; they never stop the run.
-            let _ = dispatcher.dispatch(&frame, |owner, summary| {
-                to_workers[owner].push_wait(ToWorker::Packet(summary));
+            let _ = dispatcher.dispatch(&frame, |d| match d {
+                Dispatched::Packet(owner, summary) => {
+                    to_workers[owner].push_wait(ToWorker::Packet(summary));
+                }
+                Dispatched::Expect(e) => {
+                    for q in &to_workers {
+                        q.push_wait(ToWorker::Expect(e));
+                    }
+                }
             });
             if ts >= last_tick.saturating_add(TICK_NS) {
                 last_tick = ts;

@@ -2,6 +2,7 @@
 //! and pushes finished records towards the writer.
 
 use super::spsc::{Consumer, Producer};
+use crate::flow::expect::Expectation;
 use crate::flow::summary::PacketSummary;
 use crate::flow::{FlowConfig, FlowCounters, Shard};
 use crate::output::record::ConnRecord;
@@ -16,6 +17,8 @@ pub enum ToWorker {
     /// Packet time has reached this instant: expire idle flows. Sent to every worker so that a
     /// worker that sees no packets still closes its flows on time.
     Tick(u64),
+    /// A connection announced by a control connection (sent to every worker).
+    Expect(Expectation),
 }
 
 /// What to do when the record queue towards the writer is full.
@@ -64,6 +67,7 @@ pub fn run_worker(
                 match inbox.pop() {
                     Some(ToWorker::Packet(p)) => shard.process(&p, &mut emit),
                     Some(ToWorker::Tick(now)) => shard.advance(now, &mut emit),
+                    Some(ToWorker::Expect(e)) => shard.expect(e),
                     None => break,
                 }
                 got = true;

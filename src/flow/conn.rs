@@ -120,6 +120,19 @@ fn transport_of(ip_proto: u8) -> Transport {
 }
 
 impl Conn {
+    /// Adds the encapsulating connections of one packet to `tunnel_parents` (Zeek adds the
+    /// innermost tunnel's uid whenever the encapsulation changes, so a set builds up).
+    pub fn add_parents(&mut self, parents: &[Option<Uid>; MAX_TUNNEL_PARENTS]) {
+        for p in parents.iter().flatten() {
+            if self.parents.contains(&Some(*p)) {
+                continue;
+            }
+            if let Some(free) = self.parents.iter_mut().find(|x| x.is_none()) {
+                *free = Some(*p);
+            }
+        }
+    }
+
     /// A connection whose first packet is `pkt`, with `src` → `dst` as the tentative roles.
     /// Applies Zeek's start-of-connection role decision (`WantConnection` + broadcast rule).
     pub fn new(

@@ -15,6 +15,7 @@
 //!   a tunnel's outer connection in `tunnel_parents`.
 
 pub mod community_id;
+pub mod expect;
 pub mod key;
 pub mod local;
 pub mod service;

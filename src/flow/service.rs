@@ -151,6 +151,12 @@ impl ServiceState {
         }
     }
 
+    /// Confirms a service decided outside this connection's payload (an expected connection
+    /// announced by a control connection, such as FTP's data channel).
+    pub fn confirm(&mut self, s: crate::output::record::Service) {
+        self.confirmed.push(s);
+    }
+
     /// The confirmed services.
     pub fn services(&self) -> ServiceList {
         self.confirmed

@@ -3,6 +3,7 @@
 //! driven by packet time.
 
 use super::conn::{Conn, Expiry};
+use super::expect::{Expectation, Expectations};
 use super::key::{Endpoints, FlowKey};
 use super::summary::PacketSummary;
 use super::{FlowConfig, FlowCounters};
@@ -37,6 +38,8 @@ pub struct Shard {
     /// (deadline, slot, generation), earliest first. Each connection keeps at most a few
     /// entries: one is pushed only when its deadline moves earlier than the queued one.
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Data connections announced by control connections (FTP), matched at creation.
+    expected: Expectations,
     counters: FlowCounters,
 }
 
@@ -51,6 +54,7 @@ impl Shard {
             lru_head: NIL,
             lru_tail: NIL,
             timers: BinaryHeap::with_capacity(cap * 2),
+            expected: Expectations::default(),
             counters: FlowCounters::default(),
         }
     }
@@ -82,9 +86,16 @@ impl Shard {
         };
         let slot = &mut self.slots[idx as usize];
         let is_orig = slot.conn.is_orig(pkt, ep.src_port);
+        slot.conn.add_parents(&pkt.parents);
         slot.conn.apply(&self.cfg, pkt, is_orig);
         self.touch(idx);
         self.schedule(idx);
+    }
+
+    /// Remembers a connection announced by a control connection; when it starts, it gets the
+    /// announced service.
+    pub fn expect(&mut self, e: Expectation) {
+        self.expected.add(e);
     }
 
     /// Expires every flow whose deadline is at or before `now_ns`.
@@ -135,7 +146,13 @@ impl Shard {
             self.remove(self.lru_head, out);
             self.counters.flows_evicted += 1;
         }
-        let conn = Conn::new(&self.cfg, key, pkt, ep.src_port, ep.dst_port);
+        let mut conn = Conn::new(&self.cfg, key, pkt, ep.src_port, ep.dst_port);
+        if let Some(s) = self
+            .expected
+            .take(conn.orig, conn.resp, conn.resp_port, pkt.ts_ns)
+        {
+            conn.service.confirm(s);
+        }
         let idx = match self.free.pop() {
             Some(i) => {
                 let s = &mut self.slots[i as usize];
