@@ -1,0 +1,38 @@
+//! Command-line parsing. Each subcommand lives in its own file with its own arguments; the
+//! option groups several subcommands share (`OutputArgs`, `FlowArgs`) live in `common.rs`.
+//! Every file turns raw flags into validated settings from the library and calls it.
+
+mod common;
+mod read;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nameflow",
+    version,
+    about = "Network sensor writing Zeek-compatible conn.log records",
+    long_about = "nameflow turns packets into Zeek-compatible conn.log records. \
+                  `nameflow read` processes capture files with the same workers that live \
+                  capture uses."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read pcap/pcapng files (optionally gzipped, `-` for stdin) and write conn.log.
+    #[command(after_help = read::EXAMPLES)]
+    Read(read::ReadArgs),
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Read(args) => read::run(args),
+    }
+}
