@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod capture;
+pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod flow;

@@ -2,20 +2,43 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use nameflow::engine::writer::Destination;
+use nameflow::config::{OutputSection, SinkEntry};
 use nameflow::flow::{FlowConfig, LocalNets};
-use nameflow::output::Format;
-use std::path::PathBuf;
+use nameflow::output::{Format, JsonTs, OutputConfig};
 
-/// Where and how logs are written.
+/// Where and how logs are written. Every option can also be set in the config file's
+/// `[output]` section; a flag overrides the file.
 #[derive(Args, Debug)]
 pub struct OutputArgs {
-    /// Output directory for the logs, or `-` for standard output.
-    #[arg(short = 'o', long, value_name = "DIR", default_value = "./logs")]
-    pub output: String,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Json)]
-    pub format: FormatArg,
+    /// Where logs go; repeat for several at once: a directory (`<log>.log` files inside),
+    /// `-` for standard output, `tcp://HOST:PORT` or `unix:PATH` for a collector
+    /// (newline-delimited records). Default: ./logs.
+    #[arg(short = 'o', long = "output", value_name = "SINK")]
+    pub outputs: Vec<String>,
+    /// Log format (default json).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// How JSON writes times: seconds since the epoch (Zeek's default) or ISO 8601 strings.
+    #[arg(long, value_enum, value_name = "STYLE")]
+    pub json_ts: Option<JsonTsArg>,
+    /// Rotate log files on boundaries of this interval, aligned to the clock like zeekctl
+    /// (`1h` rotates on the hour; packet time when reading captures). Rotated files move to
+    /// DIR/YYYY-MM-DD/<log>.HH:MM:SS-HH:MM:SS.log.
+    #[arg(long, value_name = "DURATION")]
+    pub rotate: Option<String>,
+    /// Rotate a log file once it reaches this size (e.g. 100MiB, 1G).
+    #[arg(long, value_name = "SIZE")]
+    pub rotate_size: Option<String>,
+    /// Gzip rotated files (in the background).
+    #[arg(long)]
+    pub compress: bool,
+    /// Memory each tcp:// or unix: output may hold while its collector is away or slow;
+    /// beyond it records are dropped and counted (default 16MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub stream_buffer: Option<String>,
+    /// How long to wait at exit for tcp:// and unix: outputs to deliver (default 2s).
+    #[arg(long, value_name = "DURATION")]
+    pub flush_timeout: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -24,22 +47,33 @@ pub enum FormatArg {
     Tsv,
 }
 
-impl OutputArgs {
-    /// The log destination.
-    pub fn destination(&self) -> Destination {
-        if self.output == "-" {
-            Destination::Stdout
-        } else {
-            Destination::Dir(PathBuf::from(&self.output))
-        }
-    }
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum JsonTsArg {
+    Epoch,
+    Iso8601,
+}
 
-    /// The log format.
-    pub fn format(&self) -> Format {
-        match self.format {
-            FormatArg::Json => Format::Json,
-            FormatArg::Tsv => Format::Tsv,
-        }
+impl OutputArgs {
+    /// The output settings: these flags over the config file's `[output]` section.
+    pub fn output_config(&self, file: &OutputSection) -> anyhow::Result<OutputConfig> {
+        let flags = OutputSection {
+            sinks: (!self.outputs.is_empty())
+                .then(|| self.outputs.iter().cloned().map(SinkEntry::Spec).collect()),
+            format: self.format.map(|f| match f {
+                FormatArg::Json => Format::Json,
+                FormatArg::Tsv => Format::Tsv,
+            }),
+            json_ts: self.json_ts.map(|t| match t {
+                JsonTsArg::Epoch => JsonTs::Epoch,
+                JsonTsArg::Iso8601 => JsonTs::Iso8601,
+            }),
+            rotate: self.rotate.clone(),
+            rotate_size: self.rotate_size.clone(),
+            compress: self.compress.then_some(true),
+            stream_buffer: self.stream_buffer.clone(),
+            flush_timeout: self.flush_timeout.clone(),
+        };
+        flags.over(file).resolve().context("bad output settings")
     }
 }
 

@@ -18,6 +18,9 @@ use std::process::ExitCode;
                   capture uses."
 )]
 struct Cli {
+    /// TOML config file; flags given on the command line override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,7 +35,11 @@ enum Command {
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => nameflow::config::load(path)?,
+        None => nameflow::config::Config::default(),
+    };
     match cli.command {
-        Command::Read(args) => read::run(args),
+        Command::Read(args) => read::run(args, &config),
     }
 }

@@ -1,6 +1,7 @@
 //! `nameflow read`: capture files in, logs out.
 
 use super::common::{worker_count, FlowArgs, OutputArgs};
+use nameflow::config::Config;
 use nameflow::decode::DecodeConfig;
 use nameflow::engine::{run_read, ReadConfig, ReadReport};
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ pub const EXAMPLES: &str = "Examples:
   nameflow read trace.pcap                      # writes ./logs/conn.log (Zeek JSON)
   nameflow read -C --format tsv -o out a.pcap b.pcapng.gz
   tcpdump -w - -i eth0 | nameflow read -o - -   # stdin in, JSON lines on stdout
-  nameflow read -w 4 --local-nets 10.0.0.0/8,fd00::/8 big.pcap";
+  nameflow read -w 4 --local-nets 10.0.0.0/8,fd00::/8 big.pcap
+  nameflow read --rotate 1h --compress -o /var/log/nameflow big.pcap   # hourly archives
+  nameflow read -o logs -o tcp://198.18.0.10:5170 trace.pcap   # files and a collector";
 
 #[derive(clap::Args, Debug)]
 pub struct ReadArgs {
@@ -29,7 +32,7 @@ pub struct ReadArgs {
     no_pin: bool,
 }
 
-pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let cfg = ReadConfig {
         workers: worker_count(args.workers)?,
         pin: !args.no_pin,
@@ -38,8 +41,7 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
             ..DecodeConfig::default()
         },
         flow: args.flow.flow_config()?,
-        format: args.output.format(),
-        dest: args.output.destination(),
+        output: args.output.output_config(&config.output)?,
         queue_capacity: 8192,
         record_queue_capacity: 4096,
         inputs: args.inputs,
@@ -61,13 +63,26 @@ fn print_summary(r: &ReadReport) {
     let records: u64 = r.workers.iter().map(|w| w.records).sum();
     let dropped: u64 = r.workers.iter().map(|w| w.records_dropped).sum();
     let evicted: u64 = r.workers.iter().map(|w| w.flow.flows_evicted).sum();
+    let outputs: Vec<&str> = r.writer.sinks.iter().map(|s| s.name.as_str()).collect();
     eprintln!(
         "nameflow: {} frames, {} packets, {} connections written to {}",
         r.dispatch.frames,
         r.dispatch.packets,
         records,
-        r.log_path.display()
+        outputs.join(", ")
     );
+    // A sink that could not deliver everything says so (a collector that was away).
+    for s in r
+        .writer
+        .sinks
+        .iter()
+        .filter(|s| s.dropped > 0 || s.buffered > 0)
+    {
+        eprintln!(
+            "nameflow: output {}: {} records written, {} dropped, {} undelivered",
+            s.name, s.written, s.dropped, s.buffered
+        );
+    }
     let weird = [
         ("truncated", d.truncated),
         ("malformed", d.malformed),

@@ -7,13 +7,12 @@
 use super::dispatch::{DispatchCounters, Dispatched, Dispatcher};
 use super::spsc;
 use super::worker::{run_worker, FullPolicy, ToWorker, WorkerReport};
-use super::writer::{self, Destination, WriterError, WriterReport};
 use crate::capture::pcap::PcapReader;
 use crate::capture::{CaptureError, FrameSource};
 use crate::decode::{DecodeConfig, DecodeCounters};
 use crate::flow::FlowConfig;
 use crate::output::record::ConnRecord;
-use crate::output::Format;
+use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
 use std::path::PathBuf;
 
 /// Packet time between two ticks sent to every worker.
@@ -28,8 +27,8 @@ pub struct ReadConfig {
     pub pin: bool,
     pub decode: DecodeConfig,
     pub flow: FlowConfig,
-    pub format: Format,
-    pub dest: Destination,
+    /// Sinks, formats, rotation.
+    pub output: OutputConfig,
     /// Capacity of each dispatcher → worker queue, in packets.
     pub queue_capacity: usize,
     /// Capacity of each worker → writer queue, in records.
@@ -43,8 +42,6 @@ pub struct ReadReport {
     pub decode: DecodeCounters,
     pub workers: Vec<WorkerReport>,
     pub writer: WriterReport,
-    /// Where the log went.
-    pub log_path: PathBuf,
 }
 
 /// Why a run failed. An input error still leaves a complete log of what came before it.
@@ -53,7 +50,7 @@ pub enum ReadError {
     #[error(transparent)]
     Input(#[from] CaptureError),
     #[error(transparent)]
-    Output(#[from] WriterError),
+    Output(#[from] OutputError),
     #[error("a worker thread panicked; this is a bug, please report it with the input file")]
     WorkerPanic,
 }
@@ -66,11 +63,6 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         Ok(r) => r,
         Err(e) => return (report, Err(e.into())),
     };
-    let (sink, log_path) = match writer::open(&cfg.dest) {
-        Ok(s) => s,
-        Err(e) => return (report, Err(e.into())),
-    };
-    report.log_path = log_path.clone();
     let n = cfg.workers.max(1);
     let cores = if cfg.pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -93,6 +85,17 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         record_consumers.push(c);
     }
 
+    // Packet time drives rotation (a multi-hour trace rotates on its own hour boundaries).
+    // The reader advances it once per tick, never per packet.
+    let clock = PacketClock::new();
+    let mut writer = match Writer::open(&cfg.output, Clock::Packet(clock.clone())) {
+        Ok(w) => w,
+        Err(e) => return (report, Err(e.into())),
+    };
+    if let Err(e) = writer.add_log(record_consumers) {
+        return (report, Err(e.into()));
+    }
+
     let mut input_result = Ok(());
     let mut dispatcher = Dispatcher::new(
         cfg.decode,
@@ -103,8 +106,7 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     );
 
     let scope_result = std::thread::scope(|s| {
-        let writer =
-            s.spawn(move || run_writer_thread(record_consumers, cfg.format, sink, log_path));
+        let writer = s.spawn(move || writer.run());
         let mut handles = Vec::with_capacity(n);
         for (i, (inbox, records)) in inboxes.into_iter().zip(record_producers).enumerate() {
             let core = cores.get(i % cores.len().max(1)).copied();
@@ -118,6 +120,7 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         }
 
         let mut last_tick = 0u64;
+        let mut last_ts = 0u64;
         loop {
             let frame = match reader.next_frame() {
                 Ok(Some(f)) => f,
@@ -128,6 +131,7 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                 }
             };
             let ts = frame.ts_ns;
+            last_ts = last_ts.max(ts);
             // Malformed frames are counted by the decoder; they never stop the run.
             let _ = dispatcher.dispatch(&frame, |d| match d {
                 Dispatched::Packet(owner, summary) => {
@@ -141,11 +145,14 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
             });
             if ts >= last_tick.saturating_add(TICK_NS) {
                 last_tick = ts;
+                clock.advance(ts);
                 for q in &to_workers {
                     q.push_wait(ToWorker::Tick(ts));
                 }
             }
         }
+        // The logs close at the time of the last packet.
+        clock.advance(last_ts);
         // Closing the inboxes tells the workers to flush and finish.
         drop(to_workers);
         let mut workers = Vec::with_capacity(n);
@@ -173,13 +180,4 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         return (report, Err(ReadError::WorkerPanic));
     }
     (report, input_result)
-}
-
-fn run_writer_thread(
-    queues: Vec<spsc::Consumer<ConnRecord>>,
-    format: Format,
-    sink: Box<dyn std::io::Write + Send>,
-    path: PathBuf,
-) -> Result<WriterReport, WriterError> {
-    writer::run_writer(queues, format, sink, path)
 }

@@ -1,5 +1,5 @@
 //! Zeek's JSON log format (`LogAscii::use_json=T`): one object per line, keys in column order,
-//! unset fields left out.
+//! unset fields left out, sets and vectors as arrays.
 //!
 //! Zeek hands its `double` times to RapidJSON, which prints the shortest decimal that reads
 //! back as the same double. For `ts` that is the microsecond timestamp with trailing zeros
@@ -7,94 +7,162 @@
 //! Zeek prints its floating-point noise (`6.159325838088989`); we compute the same double and
 //! print it the same way, so our lines equal Zeek's.
 
-use super::record::ConnRecord;
-use super::zeek::{span, ZeekTime};
-use super::Encoder;
+use super::schema::{Field, FieldSink, LogRecord, Schema};
+use super::zeek::{micros_differ, Civil, ZeekTime};
+use super::JsonTs;
 use std::io::Write;
+use std::net::IpAddr;
 
-/// Encodes `conn.log` records as Zeek JSON lines.
-#[derive(Default, Debug)]
-pub struct JsonEncoder;
+/// Writes one record as a JSON line into `out` (appending). With `path_key`, the object
+/// starts with `"_path":"<log>"` so that a stream carrying several logs can be split again.
+pub(crate) fn encode<R: LogRecord>(rec: &R, ts: JsonTs, path_key: bool, out: &mut Vec<u8>) {
+    let schema = R::schema();
+    out.push(b'{');
+    let mut sink = JsonFields {
+        out,
+        fields: schema.fields,
+        idx: 0,
+        wrote_any: false,
+        container: None,
+        ts,
+    };
+    if path_key {
+        sink.out.extend_from_slice(b"\"_path\":");
+        write_json_string(sink.out, schema.path.as_bytes());
+        sink.wrote_any = true;
+    }
+    rec.write_fields(&mut sink);
+    debug_assert_eq!(
+        sink.idx,
+        schema.fields.len(),
+        "{} record wrote a wrong number of columns",
+        schema.path
+    );
+    out.extend_from_slice(b"}\n");
+}
 
-impl Encoder for JsonEncoder {
-    fn header(&mut self, _path: &str, _open_ts_ns: u64, _out: &mut Vec<u8>) {
-        // Zeek's JSON logs have no header lines.
+/// Zeek's JSON logs have no header lines; this exists so both formats share one shape.
+pub(crate) fn header(_schema: &Schema, _open_ts_ns: u64, _out: &mut Vec<u8>) {}
+
+/// The field sink behind [`encode`].
+struct JsonFields<'a> {
+    out: &'a mut Vec<u8>,
+    fields: &'static [Field],
+    idx: usize,
+    wrote_any: bool,
+    /// Elements written so far when inside a set or vector.
+    container: Option<usize>,
+    ts: JsonTs,
+}
+
+impl JsonFields<'_> {
+    /// Starts a value: the separator and key of the next column, or the separator between
+    /// container elements.
+    fn begin_value(&mut self) {
+        if let Some(n) = self.container.as_mut() {
+            if *n > 0 {
+                self.out.push(b',');
+            }
+            *n += 1;
+            return;
+        }
+        if self.wrote_any {
+            self.out.push(b',');
+        }
+        self.wrote_any = true;
+        let name = self.fields.get(self.idx).map_or("_extra", |f| f.name);
+        write_json_string(self.out, name.as_bytes());
+        self.out.push(b':');
+        self.idx += 1;
+    }
+}
+
+impl FieldSink for JsonFields<'_> {
+    fn unset(&mut self) {
+        if self.container.is_none() {
+            self.idx += 1;
+        }
     }
 
-    fn conn(&mut self, rec: &ConnRecord, out: &mut Vec<u8>) {
-        let (start, end, has_duration) = span(rec);
-        // Writing into a Vec cannot fail, so the `write!` results below are ignored.
-        out.extend_from_slice(b"{\"ts\":");
-        write_time(out, start);
-        out.extend_from_slice(b",\"uid\":");
-        write_json_string(out, rec.uid.as_str());
-        let _ = write!(
-            out,
-            ",\"id.orig_h\":\"{}\",\"id.orig_p\":{},\"id.resp_h\":\"{}\",\"id.resp_p\":{},\"proto\":\"{}\"",
-            rec.orig_h,
-            rec.orig_p,
-            rec.resp_h,
-            rec.resp_p,
-            rec.proto.as_str()
-        );
-        if !rec.service.is_empty() {
-            out.extend_from_slice(b",\"service\":\"");
-            for (i, s) in rec.service.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(s.as_str().as_bytes());
-            }
-            out.push(b'"');
+    fn time(&mut self, ns: u64) {
+        self.begin_value();
+        let t = ZeekTime::from_ns(ns);
+        match self.ts {
+            JsonTs::Epoch => write_time(self.out, t),
+            JsonTs::Iso8601 => write_iso8601(self.out, t),
         }
-        if has_duration {
-            out.extend_from_slice(b",\"duration\":");
-            write_double(out, end.as_f64() - start.as_f64());
-            let _ = write!(
-                out,
-                ",\"orig_bytes\":{},\"resp_bytes\":{}",
-                rec.orig_bytes, rec.resp_bytes
-            );
-        }
-        let _ = write!(out, ",\"conn_state\":\"{}\"", rec.conn_state.as_str());
-        if let Some(v) = rec.local_orig {
-            let _ = write!(out, ",\"local_orig\":{v}");
-        }
-        if let Some(v) = rec.local_resp {
-            let _ = write!(out, ",\"local_resp\":{v}");
-        }
-        let _ = write!(out, ",\"missed_bytes\":{}", rec.missed_bytes);
-        if !rec.history.is_empty() {
-            out.extend_from_slice(b",\"history\":");
-            write_json_string(out, rec.history.as_str());
-        }
-        let _ = write!(
-            out,
-            ",\"orig_pkts\":{},\"orig_ip_bytes\":{},\"resp_pkts\":{},\"resp_ip_bytes\":{}",
-            rec.orig_pkts, rec.orig_ip_bytes, rec.resp_pkts, rec.resp_ip_bytes
-        );
-        let mut parents = rec.tunnel_parents.iter().flatten().peekable();
-        if parents.peek().is_some() {
-            out.extend_from_slice(b",\"tunnel_parents\":[");
-            for (i, uid) in parents.enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_string(out, uid.as_str());
-            }
-            out.push(b']');
-        }
-        let _ = write!(out, ",\"ip_proto\":{}", rec.ip_proto);
-        let cid = rec.community_id.as_str();
-        if !cid.is_empty() {
-            out.extend_from_slice(b",\"community_id\":");
-            write_json_string(out, cid);
-        }
-        out.extend_from_slice(b"}\n");
     }
 
-    fn footer(&mut self, _close_ts_ns: u64, _out: &mut Vec<u8>) {
-        // Zeek's JSON logs have no footer lines.
+    fn interval(&mut self, ns: u64) {
+        self.begin_value();
+        write_double(self.out, ns as f64 / 1e9);
+    }
+
+    fn interval_between(&mut self, start_ns: u64, end_ns: u64) {
+        self.begin_value();
+        let (s, e) = (ZeekTime::from_ns(start_ns), ZeekTime::from_ns(end_ns));
+        if micros_differ(start_ns, end_ns) {
+            write_double(self.out, e.as_f64() - s.as_f64());
+        } else {
+            write_double(self.out, 0.0);
+        }
+    }
+
+    fn count(&mut self, v: u64) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn int(&mut self, v: i64) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn double(&mut self, v: f64) {
+        self.begin_value();
+        write_double(self.out, v);
+    }
+
+    fn port(&mut self, v: u16) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn addr(&mut self, v: IpAddr) {
+        self.begin_value();
+        let _ = write!(self.out, "\"{v}\"");
+    }
+
+    fn subnet(&mut self, addr: IpAddr, prefix_len: u8) {
+        self.begin_value();
+        let _ = write!(self.out, "\"{addr}/{prefix_len}\"");
+    }
+
+    fn bool(&mut self, v: bool) {
+        self.begin_value();
+        self.out
+            .extend_from_slice(if v { b"true" as &[u8] } else { b"false" });
+    }
+
+    fn enumeration(&mut self, v: &str) {
+        self.begin_value();
+        write_json_string(self.out, v.as_bytes());
+    }
+
+    fn string(&mut self, v: &[u8]) {
+        self.begin_value();
+        write_json_string(self.out, v);
+    }
+
+    fn begin_container(&mut self) {
+        self.begin_value();
+        self.out.push(b'[');
+        self.container = Some(0);
+    }
+
+    fn end_container(&mut self) {
+        self.container = None;
+        self.out.push(b']');
     }
 }
 
@@ -116,10 +184,22 @@ fn write_time(out: &mut Vec<u8>, t: ZeekTime) {
     let _ = write!(out, "{frac:0digits$}");
 }
 
+/// Writes a time as Zeek's `LogAscii::json_timestamps=JSON::TS_ISO8601` does:
+/// `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` in UTC, the fraction rounded from the time's `double`.
+fn write_iso8601(out: &mut Vec<u8>, t: ZeekTime) {
+    let c = Civil::from_ns(t.secs * 1_000_000_000);
+    let frac = (t.as_f64().fract() * 1e6).round();
+    let _ = write!(
+        out,
+        "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\"",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, frac as u32
+    );
+}
+
 /// Writes a double as RapidJSON does: the shortest digits that read back as the same value,
 /// with a `.0` on whole numbers and exponent notation below 1e-6 (RapidJSON switches to it
 /// there; Rust's `Display` never does, `LowerExp` gives the same shortest digits).
-fn write_double(out: &mut Vec<u8>, d: f64) {
+pub(crate) fn write_double(out: &mut Vec<u8>, d: f64) {
     if !d.is_finite() {
         // Zeek writes `null` for NaN and infinities.
         out.extend_from_slice(b"null");
@@ -137,25 +217,35 @@ fn write_double(out: &mut Vec<u8>, d: f64) {
 }
 
 /// Writes a JSON string with the escapes RapidJSON uses: `\"`, `\\`, the short forms for
-/// backspace, form feed, newline, carriage return and tab, and `\u00XX` for other control bytes.
-fn write_json_string(out: &mut Vec<u8>, s: &str) {
+/// backspace, form feed, newline, carriage return and tab, and `\u00XX` for other control
+/// bytes. Bytes that are not valid UTF-8 become the four characters `\xNN`, as Zeek's
+/// `json_escape_utf8` renders them, so the output is always valid JSON.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
+    for chunk in s.utf8_chunks() {
+        for &b in chunk.valid().as_bytes() {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0..=0x1f => {
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
+                }
+                _ => out.push(b),
             }
-            _ => out.push(b),
+        }
+        for &b in chunk.invalid() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\\\x");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
         }
     }
     out.push(b'"');
@@ -164,15 +254,13 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::record::{CommunityId, History, Uid};
+    use crate::output::record::{CommunityId, ConnRecord, History, Uid, CONN};
     use crate::output::tsv::tests::ssh_basic_row;
-    use crate::output::tsv::TsvEncoder;
-    use crate::output::zeek::CONN_FIELDS;
     use serde_json::Value;
 
-    fn encode(rec: &ConnRecord) -> (Value, String) {
+    fn encode_conn(rec: &ConnRecord) -> (Value, String) {
         let mut out = Vec::new();
-        JsonEncoder.conn(rec, &mut out);
+        encode(rec, JsonTs::Epoch, false, &mut out);
         let line = String::from_utf8(out).expect("JSON output is UTF-8");
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"));
@@ -181,7 +269,7 @@ mod tests {
 
     fn tsv_columns(rec: &ConnRecord) -> Vec<String> {
         let mut out = Vec::new();
-        TsvEncoder.conn(rec, &mut out);
+        crate::output::tsv::encode(rec, &mut out);
         let line = String::from_utf8(out).unwrap();
         line.trim_end().split('\t').map(str::to_owned).collect()
     }
@@ -205,19 +293,19 @@ mod tests {
     }
 
     fn assert_same_as_tsv(rec: &ConnRecord) {
-        let (json, line) = encode(rec);
+        let (json, line) = encode_conn(rec);
         let tsv = tsv_columns(rec);
         let obj = json.as_object().expect("a JSON object");
         // Keys appear in column order and only for set columns.
         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         let mut expected_keys = Vec::new();
-        for (i, (name, _)) in CONN_FIELDS.iter().enumerate() {
-            match obj.get(*name) {
+        for (i, f) in CONN.fields.iter().enumerate() {
+            match obj.get(f.name) {
                 Some(v) => {
-                    expected_keys.push(*name);
-                    assert_eq!(as_tsv(name, v), tsv[i], "column {name} in {line}");
+                    expected_keys.push(f.name);
+                    assert_eq!(as_tsv(f.name, v), tsv[i], "column {} in {line}", f.name);
                 }
-                None => assert_eq!(tsv[i], "-", "column {name} missing from {line}"),
+                None => assert_eq!(tsv[i], "-", "column {} missing from {line}", f.name),
             }
         }
         assert_eq!(keys.len(), expected_keys.len(), "no unknown keys in {line}");
@@ -245,7 +333,7 @@ mod tests {
 
     #[test]
     fn numbers_print_like_rapidjson() {
-        let (_, line) = encode(&ssh_basic_row());
+        let (_, line) = encode_conn(&ssh_basic_row());
         assert!(
             line.starts_with("{\"ts\":1324071333.493287,\"uid\":\"C"),
             "{line}"
@@ -276,17 +364,35 @@ mod tests {
     }
 
     #[test]
-    fn strings_escape_like_rapidjson() {
+    fn iso8601_timestamps_like_zeek() {
         let mut out = Vec::new();
-        write_json_string(&mut out, "a\"b\\c\n\u{1}é");
-        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"".as_bytes());
+        encode(&ssh_basic_row(), JsonTs::Iso8601, false, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.starts_with("{\"ts\":\"2011-12-16T21:35:33.493287Z\",\"uid\":"),
+            "{line}"
+        );
+        // Only times change; the duration stays a number.
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert!(v["duration"].is_f64());
     }
 
     #[test]
-    fn no_header_or_footer() {
+    fn path_key_comes_first() {
         let mut out = Vec::new();
-        JsonEncoder.header("conn", 1, &mut out);
-        JsonEncoder.footer(1, &mut out);
-        assert!(out.is_empty());
+        encode(&ssh_basic_row(), JsonTs::Epoch, true, &mut out);
+        assert!(out.starts_with(b"{\"_path\":\"conn\",\"ts\":"));
+    }
+
+    #[test]
+    fn strings_escape_like_rapidjson() {
+        let mut out = Vec::new();
+        write_json_string(&mut out, "a\"b\\c\n\u{1}é".as_bytes());
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"".as_bytes());
+        out.clear();
+        write_json_string(&mut out, b"x\xffy");
+        assert_eq!(out, b"\"x\\\\xffy\"");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, "x\\xffy");
     }
 }

@@ -3,6 +3,8 @@
 //! Every type here is `Copy` and fixed-size so a record can cross a bounded SPSC queue without
 //! allocating. Our own columns (`community_id`) come after Zeek's and never reuse a Zeek name.
 
+use super::schema::{Field, FieldSink, LogRecord, Schema, ZeekScalar, ZeekType};
+use super::zeek::micros_differ;
 use std::net::IpAddr;
 
 /// A Zeek-style unique connection identifier: `C` followed by base62 digits.
@@ -356,6 +358,121 @@ pub struct ConnRecord {
     pub ip_proto: u8,
     /// `community_id` (ours, after Zeek's columns): Community ID v1, seed 0.
     pub community_id: CommunityId,
+}
+
+/// The `conn.log` columns: Zeek 8's, in its order, then ours.
+pub static CONN: Schema = Schema::new(
+    "conn",
+    &[
+        Field::new("ts", ZeekType::Time),
+        Field::new("uid", ZeekType::String),
+        Field::new("id.orig_h", ZeekType::Addr),
+        Field::new("id.orig_p", ZeekType::Port),
+        Field::new("id.resp_h", ZeekType::Addr),
+        Field::new("id.resp_p", ZeekType::Port),
+        Field::new("proto", ZeekType::Enum),
+        Field::new("service", ZeekType::String),
+        Field::new("duration", ZeekType::Interval),
+        Field::new("orig_bytes", ZeekType::Count),
+        Field::new("resp_bytes", ZeekType::Count),
+        Field::new("conn_state", ZeekType::String),
+        Field::new("local_orig", ZeekType::Bool),
+        Field::new("local_resp", ZeekType::Bool),
+        Field::new("missed_bytes", ZeekType::Count),
+        Field::new("history", ZeekType::String),
+        Field::new("orig_pkts", ZeekType::Count),
+        Field::new("orig_ip_bytes", ZeekType::Count),
+        Field::new("resp_pkts", ZeekType::Count),
+        Field::new("resp_ip_bytes", ZeekType::Count),
+        Field::new("tunnel_parents", ZeekType::Set(ZeekScalar::String)),
+        Field::new("ip_proto", ZeekType::Count),
+        Field::new("community_id", ZeekType::String),
+    ],
+);
+
+impl LogRecord for ConnRecord {
+    fn schema() -> &'static Schema {
+        &CONN
+    }
+
+    fn write_fields<S: FieldSink>(&self, out: &mut S) {
+        out.time(self.ts_ns);
+        out.string(self.uid.as_str().as_bytes());
+        out.addr(self.orig_h);
+        out.port(self.orig_p);
+        out.addr(self.resp_h);
+        out.port(self.resp_p);
+        out.enumeration(self.proto.as_str());
+        if self.service.is_empty() {
+            out.unset();
+        } else {
+            // Zeek 8 logs `service` as one string with the names joined by commas. Four
+            // names of at most 8 bytes fit this stack buffer, so nothing allocates.
+            let mut buf = [0u8; 64];
+            let mut n = 0;
+            for s in self.service.iter() {
+                let name = s.as_str().as_bytes();
+                let sep = usize::from(n > 0);
+                if n + sep + name.len() > buf.len() {
+                    break;
+                }
+                if sep == 1 {
+                    buf[n] = b',';
+                }
+                buf[n + sep..n + sep + name.len()].copy_from_slice(name);
+                n += sep + name.len();
+            }
+            out.string(&buf[..n]);
+        }
+        // Zeek leaves `duration` and the byte counts unset when the duration is zero (in its
+        // microsecond view of time).
+        let end = self.ts_ns.saturating_add(self.duration_ns);
+        if self.duration_ns != 0 && micros_differ(self.ts_ns, end) {
+            out.interval_between(self.ts_ns, end);
+            out.count(self.orig_bytes);
+            out.count(self.resp_bytes);
+        } else {
+            out.unset();
+            out.unset();
+            out.unset();
+        }
+        out.string(self.conn_state.as_str().as_bytes());
+        match self.local_orig {
+            Some(v) => out.bool(v),
+            None => out.unset(),
+        }
+        match self.local_resp {
+            Some(v) => out.bool(v),
+            None => out.unset(),
+        }
+        out.count(self.missed_bytes);
+        if self.history.is_empty() {
+            out.unset();
+        } else {
+            out.string(self.history.as_str().as_bytes());
+        }
+        out.count(self.orig_pkts);
+        out.count(self.orig_ip_bytes);
+        out.count(self.resp_pkts);
+        out.count(self.resp_ip_bytes);
+        if self.tunnel_parents.iter().all(Option::is_none) {
+            out.unset();
+        } else {
+            out.strings(
+                self.tunnel_parents
+                    .iter()
+                    .flatten()
+                    .map(|u| u.as_str().as_bytes()),
+            );
+        }
+        out.count(u64::from(self.ip_proto));
+        let cid = self.community_id.as_str();
+        if cid.is_empty() {
+            out.unset();
+        } else {
+            out.string(cid.as_bytes());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,131 +1,194 @@
 //! Zeek's tab-separated ASCII log format (`LogAscii::use_json=F`, the default).
 //!
-//! The header is Zeek 8's, byte for byte, with our `community_id` column appended. Values are
-//! rendered as Zeek's ASCII formatter renders them: `-` for an unset field, `(empty)` for an
-//! empty string or set, `T`/`F` for booleans, `%.6f` for times and intervals, and strings with
-//! separators and non-printable bytes escaped as `\xNN`.
+//! The header is Zeek 8's, byte for byte (for `conn.log` with our `community_id` column
+//! appended). Values are rendered as Zeek's ASCII formatter renders them: `-` for an unset
+//! field, `(empty)` for an empty string or container, `T`/`F` for booleans, `%.6f` for times
+//! and intervals, trailing zeros trimmed for doubles, and strings with separators and
+//! non-printable bytes escaped as `\xNN`.
 
-use super::record::ConnRecord;
-use super::zeek::{span, write_fixed6, write_log_date, CONN_FIELDS};
-use super::Encoder;
+use super::schema::{FieldSink, LogRecord, Schema};
+use super::zeek::{micros_differ, write_fixed6, write_log_date, ZeekTime};
 use std::io::Write;
+use std::net::IpAddr;
 
 const SEP: u8 = b'\t';
 const SET_SEP: u8 = b',';
 const UNSET: &[u8] = b"-";
 const EMPTY: &[u8] = b"(empty)";
 
-/// Encodes `conn.log` records as Zeek TSV.
-#[derive(Default, Debug)]
-pub struct TsvEncoder;
-
-impl Encoder for TsvEncoder {
-    fn header(&mut self, path: &str, open_ts_ns: u64, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"#separator \\x09\n");
-        out.extend_from_slice(b"#set_separator\t,\n");
-        out.extend_from_slice(b"#empty_field\t(empty)\n");
-        out.extend_from_slice(b"#unset_field\t-\n");
-        out.extend_from_slice(b"#path\t");
-        out.extend_from_slice(path.as_bytes());
-        out.extend_from_slice(b"\n#open\t");
-        write_log_date(out, open_ts_ns);
-        out.extend_from_slice(b"\n#fields");
-        for (name, _) in CONN_FIELDS {
-            out.push(SEP);
-            out.extend_from_slice(name.as_bytes());
-        }
-        out.extend_from_slice(b"\n#types");
-        for (_, ty) in CONN_FIELDS {
-            out.push(SEP);
-            out.extend_from_slice(ty.as_bytes());
-        }
-        out.push(b'\n');
+/// Writes the header lines of a log file opened at `open_ts_ns` (`#separator` ... `#types`).
+pub(crate) fn header(schema: &Schema, open_ts_ns: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"#separator \\x09\n");
+    out.extend_from_slice(b"#set_separator\t,\n");
+    out.extend_from_slice(b"#empty_field\t(empty)\n");
+    out.extend_from_slice(b"#unset_field\t-\n");
+    out.extend_from_slice(b"#path\t");
+    out.extend_from_slice(schema.path.as_bytes());
+    out.extend_from_slice(b"\n#open\t");
+    write_log_date(out, open_ts_ns);
+    out.extend_from_slice(b"\n#fields");
+    for f in schema.fields {
+        out.push(SEP);
+        out.extend_from_slice(f.name.as_bytes());
     }
-
-    fn conn(&mut self, rec: &ConnRecord, out: &mut Vec<u8>) {
-        let (start, end, has_duration) = span(rec);
-        // Writing into a Vec cannot fail, so the `write!` results below are ignored.
-        write_fixed6(out, start.secs, start.micros);
+    out.extend_from_slice(b"\n#types");
+    for f in schema.fields {
         out.push(SEP);
-        write_string(out, rec.uid.as_str().as_bytes(), false);
-        let _ = write!(
-            out,
-            "\t{}\t{}\t{}\t{}\t{}\t",
-            rec.orig_h,
-            rec.orig_p,
-            rec.resp_h,
-            rec.resp_p,
-            rec.proto.as_str()
-        );
-        if rec.service.is_empty() {
-            out.extend_from_slice(UNSET);
-        } else {
-            // Zeek 8 logs `service` as one string with the names joined by commas.
-            for (i, s) in rec.service.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(s.as_str().as_bytes());
-            }
-        }
-        out.push(SEP);
-        if has_duration {
-            let d = end.total_micros() - start.total_micros();
-            write_fixed6(out, d / 1_000_000, (d % 1_000_000) as u32);
-            let _ = write!(out, "\t{}\t{}\t", rec.orig_bytes, rec.resp_bytes);
-        } else {
-            out.extend_from_slice(b"-\t-\t-\t");
-        }
-        out.extend_from_slice(rec.conn_state.as_str().as_bytes());
-        out.push(SEP);
-        write_bool(out, rec.local_orig);
-        out.push(SEP);
-        write_bool(out, rec.local_resp);
-        let _ = write!(out, "\t{}\t", rec.missed_bytes);
-        if rec.history.is_empty() {
-            out.extend_from_slice(UNSET);
-        } else {
-            write_string(out, rec.history.as_str().as_bytes(), false);
-        }
-        let _ = write!(
-            out,
-            "\t{}\t{}\t{}\t{}\t",
-            rec.orig_pkts, rec.orig_ip_bytes, rec.resp_pkts, rec.resp_ip_bytes
-        );
-        let mut parents = rec.tunnel_parents.iter().flatten().peekable();
-        if parents.peek().is_none() {
-            out.extend_from_slice(UNSET);
-        } else {
-            for (i, uid) in parents.enumerate() {
-                if i > 0 {
-                    out.push(SET_SEP);
-                }
-                write_string(out, uid.as_str().as_bytes(), true);
-            }
-        }
-        let _ = write!(out, "\t{}\t", rec.ip_proto);
-        let cid = rec.community_id.as_str();
-        if cid.is_empty() {
-            out.extend_from_slice(UNSET);
-        } else {
-            write_string(out, cid.as_bytes(), false);
-        }
-        out.push(b'\n');
+        f.ty.write_name(out);
     }
+    out.push(b'\n');
+}
 
-    fn footer(&mut self, close_ts_ns: u64, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"#close\t");
-        write_log_date(out, close_ts_ns);
-        out.push(b'\n');
+/// Writes the line Zeek ends a log file with.
+pub(crate) fn footer(close_ts_ns: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"#close\t");
+    write_log_date(out, close_ts_ns);
+    out.push(b'\n');
+}
+
+/// Writes one record as a TSV row into `out` (appending).
+pub(crate) fn encode<R: LogRecord>(rec: &R, out: &mut Vec<u8>) {
+    let mut sink = TsvFields {
+        out,
+        idx: 0,
+        container: None,
+    };
+    rec.write_fields(&mut sink);
+    debug_assert_eq!(
+        sink.idx,
+        R::schema().fields.len(),
+        "{} record wrote a wrong number of columns",
+        R::schema().path
+    );
+    out.push(b'\n');
+}
+
+/// The field sink behind [`encode`].
+struct TsvFields<'a> {
+    out: &'a mut Vec<u8>,
+    idx: usize,
+    /// Elements written so far when inside a set or vector.
+    container: Option<usize>,
+}
+
+impl TsvFields<'_> {
+    /// Starts a value: the column separator, or the set separator between elements.
+    fn begin_value(&mut self) {
+        if let Some(n) = self.container.as_mut() {
+            if *n > 0 {
+                self.out.push(SET_SEP);
+            }
+            *n += 1;
+            return;
+        }
+        if self.idx > 0 {
+            self.out.push(SEP);
+        }
+        self.idx += 1;
     }
 }
 
-fn write_bool(out: &mut Vec<u8>, v: Option<bool>) {
-    out.extend_from_slice(match v {
-        Some(true) => b"T",
-        Some(false) => b"F",
-        None => UNSET,
-    });
+impl FieldSink for TsvFields<'_> {
+    fn unset(&mut self) {
+        self.begin_value();
+        self.out.extend_from_slice(UNSET);
+    }
+
+    fn time(&mut self, ns: u64) {
+        self.begin_value();
+        let t = ZeekTime::from_ns(ns);
+        write_fixed6(self.out, t.secs, t.micros);
+    }
+
+    fn interval(&mut self, ns: u64) {
+        self.begin_value();
+        let _ = write!(self.out, "{:.6}", ns as f64 / 1e9);
+    }
+
+    fn interval_between(&mut self, start_ns: u64, end_ns: u64) {
+        self.begin_value();
+        let d = if micros_differ(start_ns, end_ns) {
+            ZeekTime::from_ns(end_ns).total_micros() - ZeekTime::from_ns(start_ns).total_micros()
+        } else {
+            0
+        };
+        write_fixed6(self.out, d / 1_000_000, (d % 1_000_000) as u32);
+    }
+
+    fn count(&mut self, v: u64) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn int(&mut self, v: i64) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn double(&mut self, v: f64) {
+        self.begin_value();
+        write_double(self.out, v);
+    }
+
+    fn port(&mut self, v: u16) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn addr(&mut self, v: IpAddr) {
+        self.begin_value();
+        let _ = write!(self.out, "{v}");
+    }
+
+    fn subnet(&mut self, addr: IpAddr, prefix_len: u8) {
+        self.begin_value();
+        let _ = write!(self.out, "{addr}/{prefix_len}");
+    }
+
+    fn bool(&mut self, v: bool) {
+        self.begin_value();
+        self.out.push(if v { b'T' } else { b'F' });
+    }
+
+    fn enumeration(&mut self, v: &str) {
+        let in_set = self.container.is_some();
+        self.begin_value();
+        write_string(self.out, v.as_bytes(), in_set);
+    }
+
+    fn string(&mut self, v: &[u8]) {
+        let in_set = self.container.is_some();
+        self.begin_value();
+        write_string(self.out, v, in_set);
+    }
+
+    fn begin_container(&mut self) {
+        self.begin_value();
+        self.container = Some(0);
+    }
+
+    fn end_container(&mut self) {
+        if self.container.take() == Some(0) {
+            self.out.extend_from_slice(EMPTY);
+        }
+    }
+}
+
+/// Writes a `double` as Zeek's ASCII writer does (`ODesc::Add(d, no_exp)`): six decimals at
+/// most, trailing zeros trimmed, and `.0` kept on whole numbers so they read as doubles.
+fn write_double(out: &mut Vec<u8>, d: f64) {
+    if !d.is_finite() {
+        let _ = write!(out, "{d}");
+        return;
+    }
+    let start = out.len();
+    let _ = write!(out, "{d:.6}");
+    while out.last() == Some(&b'0') && out[start..].contains(&b'.') {
+        out.pop();
+    }
+    if out.last() == Some(&b'.') {
+        out.push(b'0');
+    }
 }
 
 /// Writes a string value as Zeek's ASCII writer does. A value that reads exactly like the unset
@@ -165,7 +228,7 @@ fn write_hex_escape(out: &mut Vec<u8>, b: u8) {
 pub(crate) mod tests {
     use super::*;
     use crate::output::record::{
-        CommunityId, ConnState, History, Service, ServiceList, Transport, Uid,
+        CommunityId, ConnRecord, ConnState, History, Service, ServiceList, Transport, Uid, CONN,
     };
 
     /// The first row of the Zeek reference `ssh-basic/conn.log`, as a record, with a chosen
@@ -218,9 +281,9 @@ pub(crate) mod tests {
         }
     }
 
-    fn encode(rec: &ConnRecord) -> String {
+    fn encode_line(rec: &ConnRecord) -> String {
         let mut out = Vec::new();
-        TsvEncoder.conn(rec, &mut out);
+        super::encode(rec, &mut out);
         String::from_utf8(out).expect("TSV output is UTF-8")
     }
 
@@ -230,7 +293,7 @@ pub(crate) mod tests {
             return;
         };
         let mut out = Vec::new();
-        TsvEncoder.header("conn", 1_300_475_167_000_000_000, &mut out);
+        header(&CONN, 1_300_475_167_000_000_000, &mut out);
         let ours = String::from_utf8(out).unwrap();
         let ours: Vec<&str> = ours.lines().collect();
         let theirs: Vec<&str> = reference
@@ -262,14 +325,14 @@ pub(crate) mod tests {
             .find(|l| l.contains("\t51880\t"))
             .expect("reference row for port 51880");
         let theirs: Vec<&str> = row.split('\t').collect();
-        let line = encode(&ssh_basic_row());
+        let line = encode_line(&ssh_basic_row());
         let line = line.strip_suffix('\n').expect("row ends with a newline");
         let ours: Vec<&str> = line.split('\t').collect();
         assert_eq!(ours.len(), theirs.len() + 1, "one extra column: {line}");
         assert_eq!(ours[0], "1324071333.493287");
         // Skip ts (masked) and uid (seed-dependent); compare every other Zeek column.
         for i in 2..theirs.len() {
-            assert_eq!(ours[i], theirs[i], "column {}", CONN_FIELDS[i].0);
+            assert_eq!(ours[i], theirs[i], "column {}", CONN.fields[i].name);
         }
         assert_eq!(ours[theirs.len()], "-", "community_id unset");
     }
@@ -283,7 +346,7 @@ pub(crate) mod tests {
         rec.local_orig = None;
         rec.proto = Transport::Udp;
         rec.community_id = CommunityId::from_str_lossy("1:abc");
-        let line = encode(&rec);
+        let line = encode_line(&rec);
         let cols: Vec<&str> = line.trim_end().split('\t').collect();
         assert_eq!(cols[7..12], ["-", "-", "-", "-", "SF"]);
         assert_eq!(cols[12], "-");
@@ -296,7 +359,7 @@ pub(crate) mod tests {
         let mut rec = ssh_basic_row();
         rec.ts_ns = 1_000_000_000_000_000_100;
         rec.duration_ns = 500;
-        let line = encode(&rec);
+        let line = encode_line(&rec);
         assert_eq!(line.split('\t').nth(8), Some("-"));
     }
 
@@ -310,7 +373,7 @@ pub(crate) mod tests {
         let a = Uid::from_bits(1, 2);
         let b = Uid::from_bits(3, 4);
         rec.tunnel_parents = [Some(a), Some(b)];
-        let line = encode(&rec);
+        let line = encode_line(&rec);
         let cols: Vec<&str> = line.trim_end().split('\t').collect();
         assert_eq!(cols[7], "imap,ssl");
         assert_eq!(cols[20], format!("{a},{b}"));
@@ -338,7 +401,7 @@ pub(crate) mod tests {
     #[test]
     fn footer_has_close_date() {
         let mut out = Vec::new();
-        TsvEncoder.footer(1_300_475_168_000_000_000, &mut out);
+        footer(1_300_475_168_000_000_000, &mut out);
         assert_eq!(out, b"#close\t2011-03-18-19-06-08\n");
     }
 
@@ -347,8 +410,79 @@ pub(crate) mod tests {
         let mut rec = ssh_basic_row();
         rec.orig_h = "fd00::1".parse().unwrap();
         rec.resp_h = "fd00:0:0:1::2".parse().unwrap();
-        let line = encode(&rec);
+        let line = encode_line(&rec);
         let cols: Vec<&str> = line.split('\t').collect();
         assert_eq!((cols[2], cols[4]), ("fd00::1", "fd00:0:0:1::2"));
+    }
+
+    #[derive(Clone, Copy)]
+    struct Many;
+
+    static MANY: Schema = Schema::new(
+        "many",
+        &[
+            crate::output::schema::Field::new("d", crate::output::schema::ZeekType::Double),
+            crate::output::schema::Field::new(
+                "v",
+                crate::output::schema::ZeekType::Vector(
+                    crate::output::schema::ZeekScalar::Interval,
+                ),
+            ),
+            crate::output::schema::Field::new(
+                "s",
+                crate::output::schema::ZeekType::Set(crate::output::schema::ZeekScalar::String),
+            ),
+            crate::output::schema::Field::new("n", crate::output::schema::ZeekType::Subnet),
+        ],
+    );
+
+    impl LogRecord for Many {
+        fn schema() -> &'static Schema {
+            &MANY
+        }
+        fn write_fields<S: FieldSink>(&self, out: &mut S) {
+            out.double(2.5);
+            out.begin_container();
+            out.interval(120_000_000_000);
+            out.interval(1_500_000);
+            out.end_container();
+            out.strings([b"a,b" as &[u8], b"c"]);
+            out.subnet("198.18.0.0".parse().unwrap(), 15);
+        }
+    }
+
+    #[test]
+    fn containers_and_doubles_render_like_zeek() {
+        let mut out = Vec::new();
+        super::encode(&Many, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2.5\t120.000000,0.001500\ta\\x2cb,c\t198.18.0.0/15\n"
+        );
+        let mut out = Vec::new();
+        write_double(&mut out, 3.0);
+        out.push(b' ');
+        write_double(&mut out, 0.1234567);
+        assert_eq!(out, b"3.0 0.123457");
+        let mut h = Vec::new();
+        header(&MANY, 0, &mut h);
+        let h = String::from_utf8(h).unwrap();
+        assert!(
+            h.ends_with("#types\tdouble\tvector[interval]\tset[string]\tsubnet\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn empty_container_is_empty_marker() {
+        let mut out = Vec::new();
+        let mut sink = TsvFields {
+            out: &mut out,
+            idx: 0,
+            container: None,
+        };
+        sink.count(1);
+        sink.strings(std::iter::empty::<&[u8]>());
+        assert_eq!(out, b"1\t(empty)");
     }
 }

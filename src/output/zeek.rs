@@ -1,52 +1,12 @@
-//! What the Zeek TSV and JSON encoders share: the `conn.log` column list, Zeek's notion of
-//! which fields are unset, and the number formatting both writers need.
+//! What the Zeek TSV and JSON encoders share: Zeek's notion of time (microsecond `double`s)
+//! and the number and date formatting both writers need.
 //!
 //! Zeek keeps times as `double` seconds built from the capture's microsecond timestamps. The
 //! encoders reproduce that (truncating nanosecond captures to microseconds, as libpcap does
 //! for Zeek) so that our lines match Zeek's byte for byte, including the floating-point noise
 //! in Zeek's JSON `duration`.
 
-use super::json::JsonEncoder;
-use super::record::ConnRecord;
-use super::tsv::TsvEncoder;
-use super::{Encoder, Format};
 use std::io::Write;
-
-/// The `conn.log` columns in Zeek 8's order, then ours, with their Zeek types.
-pub(crate) const CONN_FIELDS: [(&str, &str); 23] = [
-    ("ts", "time"),
-    ("uid", "string"),
-    ("id.orig_h", "addr"),
-    ("id.orig_p", "port"),
-    ("id.resp_h", "addr"),
-    ("id.resp_p", "port"),
-    ("proto", "enum"),
-    ("service", "string"),
-    ("duration", "interval"),
-    ("orig_bytes", "count"),
-    ("resp_bytes", "count"),
-    ("conn_state", "string"),
-    ("local_orig", "bool"),
-    ("local_resp", "bool"),
-    ("missed_bytes", "count"),
-    ("history", "string"),
-    ("orig_pkts", "count"),
-    ("orig_ip_bytes", "count"),
-    ("resp_pkts", "count"),
-    ("resp_ip_bytes", "count"),
-    ("tunnel_parents", "set[string]"),
-    ("ip_proto", "count"),
-    ("community_id", "string"),
-];
-
-/// An encoder for `format`. Each encoder is stateless apart from what it writes into the
-/// caller's buffer, so one per log stream is enough.
-pub fn encoder_for(format: Format) -> Box<dyn Encoder> {
-    match format {
-        Format::Json => Box::new(JsonEncoder),
-        Format::Tsv => Box::new(TsvEncoder),
-    }
-}
 
 /// A packet time as Zeek holds it: whole seconds and microseconds (nanoseconds truncated).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,15 +34,11 @@ impl ZeekTime {
     }
 }
 
-/// The connection's start and end as Zeek sees them, and whether Zeek would log `duration`
-/// (and the byte counts that go with it). Zeek's duration is the difference of two
-/// microsecond timestamps, so a sub-microsecond duration from a nanosecond capture is zero
-/// to Zeek and stays unset here too.
-pub(crate) fn span(rec: &ConnRecord) -> (ZeekTime, ZeekTime, bool) {
-    let start = ZeekTime::from_ns(rec.ts_ns);
-    let end = ZeekTime::from_ns(rec.ts_ns.saturating_add(rec.duration_ns));
-    let has_duration = rec.duration_ns != 0 && end.total_micros() > start.total_micros();
-    (start, end, has_duration)
+/// Whether Zeek sees a non-zero interval between two packet times. Zeek's intervals are
+/// differences of microsecond timestamps, so a sub-microsecond difference from a nanosecond
+/// capture is zero to Zeek.
+pub(crate) fn micros_differ(start_ns: u64, end_ns: u64) -> bool {
+    ZeekTime::from_ns(end_ns).total_micros() > ZeekTime::from_ns(start_ns).total_micros()
 }
 
 /// Writes `secs.micros` with exactly six decimals, the way Zeek's `%.6f` renders a time whose
@@ -95,17 +51,39 @@ pub(crate) fn write_fixed6(out: &mut Vec<u8>, secs: u64, micros: u32) {
 /// Writes `#open`/`#close` dates: `YYYY-MM-DD-HH-MM-SS` in UTC (Zeek's format, run with
 /// `TZ=UTC` as the references are).
 pub(crate) fn write_log_date(out: &mut Vec<u8>, ts_ns: u64) {
-    let secs = ts_ns / 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let c = Civil::from_ns(ts_ns);
     let _ = write!(
         out,
-        "{y:04}-{m:02}-{d:02}-{:02}-{:02}-{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
+        "{:04}-{:02}-{:02}-{:02}-{:02}-{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     );
+}
+
+/// A UTC calendar time, to the second.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Civil {
+    pub fn from_ns(ts_ns: u64) -> Civil {
+        let secs = ts_ns / 1_000_000_000;
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        let rem = (secs % 86_400) as u32;
+        Civil {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: (rem / 60) % 60,
+            second: rem % 60,
+        }
+    }
 }
 
 /// Converts days since 1970-01-01 into a proleptic Gregorian (year, month, day), using the
@@ -154,5 +132,7 @@ mod tests {
         let mut v = Vec::new();
         write_fixed6(&mut v, t.secs, t.micros);
         assert_eq!(v, b"1300475167.096535");
+        assert!(!micros_differ(1_000_000_100, 1_000_000_900));
+        assert!(micros_differ(1_000_000_100, 1_000_001_000));
     }
 }

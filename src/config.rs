@@ -1,0 +1,368 @@
+//! The TOML config file (`--config FILE`). Every section mirrors a group of command-line
+//! options; a flag given on the command line overrides the file, and the file overrides the
+//! built-in defaults. Unknown keys are errors that name the key, so a typo never silently
+//! falls back to a default.
+//!
+//! ```toml
+//! [output]
+//! # Where logs go: a directory, "-" (stdout), "tcp://HOST:PORT", "unix:PATH", or a table
+//! # with its own format.
+//! sinks = ["/var/log/nameflow", { to = "tcp://198.18.0.10:5170", format = "json" }]
+//! format = "tsv"            # json | tsv: default for sinks that do not say
+//! json_ts = "epoch"         # epoch | iso8601
+//! rotate = "1h"             # rotate directory sinks on the hour (aligned like zeekctl)
+//! rotate_size = "1GiB"      # ... and/or when a file reaches this size
+//! compress = true           # gzip rotated files
+//! stream_buffer = "16MiB"   # per stream sink, while its peer is away
+//! flush_timeout = "2s"      # how long exit waits for stream sinks
+//! ```
+//!
+//! Only `[output]` exists so far; the other sections come with the options they configure.
+
+use crate::output::{Format, JsonTs, OutputConfig, Rotation, SinkConfig, SinkSpec};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub output: OutputSection,
+}
+
+/// `[output]`: sinks, formats, rotation. Every key is optional; [`OutputSection::over`]
+/// layers the command line on top, [`OutputSection::resolve`] validates and fills defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    pub sinks: Option<Vec<SinkEntry>>,
+    pub format: Option<Format>,
+    pub json_ts: Option<JsonTs>,
+    pub rotate: Option<String>,
+    pub rotate_size: Option<String>,
+    pub compress: Option<bool>,
+    pub stream_buffer: Option<String>,
+    pub flush_timeout: Option<String>,
+}
+
+/// One sink: its spec, or a table with the spec and its own format.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SinkEntry {
+    Spec(String),
+    Table(SinkTable),
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkTable {
+    pub to: String,
+    pub format: Option<Format>,
+}
+
+/// A config file that cannot be used; each names the file or the key and what is expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} = {value:?}: {reason}")]
+    Invalid {
+        /// The option, as both the flag and the config key (`--rotate / output.rotate`).
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Reads and parses a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// Parses config text; the error message says where and which key.
+pub fn parse(text: &str) -> Result<Config, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+}
+
+impl OutputSection {
+    /// `self` (the command line) over `base` (the file): each key set here wins.
+    pub fn over(&self, base: &OutputSection) -> OutputSection {
+        OutputSection {
+            sinks: self.sinks.clone().or_else(|| base.sinks.clone()),
+            format: self.format.or(base.format),
+            json_ts: self.json_ts.or(base.json_ts),
+            rotate: self.rotate.clone().or_else(|| base.rotate.clone()),
+            rotate_size: self
+                .rotate_size
+                .clone()
+                .or_else(|| base.rotate_size.clone()),
+            compress: self.compress.or(base.compress),
+            stream_buffer: self
+                .stream_buffer
+                .clone()
+                .or_else(|| base.stream_buffer.clone()),
+            flush_timeout: self
+                .flush_timeout
+                .clone()
+                .or_else(|| base.flush_timeout.clone()),
+        }
+    }
+
+    /// Validates and fills in defaults (`./logs`, JSON, epoch times, no rotation).
+    pub fn resolve(&self) -> Result<OutputConfig, ConfigError> {
+        let defaults = OutputConfig::default();
+        let format = self.format.unwrap_or(Format::Json);
+        let sinks = match &self.sinks {
+            None => defaults
+                .sinks
+                .iter()
+                .map(|s| SinkConfig {
+                    spec: s.spec.clone(),
+                    format,
+                })
+                .collect(),
+            Some(list) => {
+                let mut out: Vec<SinkConfig> = Vec::with_capacity(list.len());
+                for e in list {
+                    let (to, f) = match e {
+                        SinkEntry::Spec(s) => (s, None),
+                        SinkEntry::Table(t) => (&t.to, t.format),
+                    };
+                    let spec: SinkSpec =
+                        to.parse()
+                            .map_err(|e: crate::output::sink::SinkSpecError| {
+                                ConfigError::Invalid {
+                                    key: "-o / output.sinks",
+                                    value: to.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?;
+                    if out.iter().any(|o| o.spec == spec) {
+                        return Err(ConfigError::Invalid {
+                            key: "-o / output.sinks",
+                            value: to.clone(),
+                            reason: "this output is listed twice; list each once".into(),
+                        });
+                    }
+                    out.push(SinkConfig {
+                        spec,
+                        format: f.unwrap_or(format),
+                    });
+                }
+                if out.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "-o / output.sinks",
+                        value: String::new(),
+                        reason: "at least one output is needed".into(),
+                    });
+                }
+                out
+            }
+        };
+        let interval = match &self.rotate {
+            None => None,
+            Some(s) => {
+                let d = parse_duration("--rotate / output.rotate", s)?;
+                if d < Duration::from_secs(1) {
+                    return Err(invalid(
+                        "--rotate / output.rotate",
+                        s,
+                        "rotate at most once per second (archive names have one-second resolution)",
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let size = match &self.rotate_size {
+            None => None,
+            Some(s) => Some(parse_size("--rotate-size / output.rotate_size", s)?),
+        };
+        let compress = self.compress.unwrap_or(false);
+        if compress && interval.is_none() && size.is_none() {
+            return Err(invalid(
+                "--compress / output.compress",
+                "true",
+                "only rotated files are compressed; also set --rotate or --rotate-size",
+            ));
+        }
+        let stream_buffer = match &self.stream_buffer {
+            None => defaults.stream_buffer,
+            Some(s) => {
+                let n = parse_size("--stream-buffer / output.stream_buffer", s)?;
+                usize::try_from(n).map_err(|_| {
+                    invalid("--stream-buffer / output.stream_buffer", s, "too large")
+                })?
+            }
+        };
+        let flush_timeout = match &self.flush_timeout {
+            None => defaults.flush_timeout,
+            Some(s) => parse_duration("--flush-timeout / output.flush_timeout", s)?,
+        };
+        Ok(OutputConfig {
+            sinks,
+            json_ts: self.json_ts.unwrap_or_default(),
+            rotation: Rotation {
+                interval,
+                size,
+                compress,
+            },
+            stream_buffer,
+            flush_timeout,
+        })
+    }
+}
+
+fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// A duration such as `1h`, `30min`, `90s`, `500ms`.
+pub fn parse_duration(key: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s.trim()).map_err(|e| ConfigError::Invalid {
+        key,
+        value: s.to_owned(),
+        reason: format!("{e}; write a duration such as 1h, 30min, 90s or 500ms"),
+    })
+}
+
+/// A byte size such as `1048576`, `512K`, `100MiB`, `1G` (K, M, G, T are powers of 1024).
+pub fn parse_size(key: &'static str, s: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::Invalid {
+        key,
+        value: s.to_owned(),
+        reason: "write a size above zero such as 1048576, 512K, 100MiB or 1G".into(),
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    let v = n.checked_mul(1u64 << shift).ok_or_else(bad)?;
+    if v == 0 {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_output_section_parses_and_resolves() {
+        let c = parse(
+            r#"
+            [output]
+            sinks = ["logs", { to = "tcp://127.0.0.1:5170", format = "json" }, "unix:/tmp/x.sock"]
+            format = "tsv"
+            json_ts = "iso8601"
+            rotate = "1h"
+            rotate_size = "100MiB"
+            compress = true
+            stream_buffer = "1M"
+            flush_timeout = "500ms"
+            "#,
+        )
+        .unwrap();
+        let o = c.output.resolve().unwrap();
+        assert_eq!(o.sinks.len(), 3);
+        assert_eq!(o.sinks[0].format, Format::Tsv);
+        assert_eq!(o.sinks[1].format, Format::Json);
+        assert_eq!(o.sinks[1].spec, SinkSpec::Tcp("127.0.0.1:5170".into()));
+        assert_eq!(o.sinks[2].spec, SinkSpec::Unix("/tmp/x.sock".into()));
+        assert_eq!(o.json_ts, JsonTs::Iso8601);
+        assert_eq!(o.rotation.interval, Some(Duration::from_secs(3600)));
+        assert_eq!(o.rotation.size, Some(100 << 20));
+        assert!(o.rotation.compress);
+        assert_eq!(o.stream_buffer, 1 << 20);
+        assert_eq!(o.flush_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let o = parse("").unwrap().output.resolve().unwrap();
+        assert_eq!(o, OutputConfig::default());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse("[output]\nformat = \"tsv\"\nsinks = [\"a\"]\nrotate = \"1h\"\n")
+            .unwrap()
+            .output;
+        let flags = OutputSection {
+            sinks: Some(vec![SinkEntry::Spec("b".into())]),
+            ..OutputSection::default()
+        };
+        let o = flags.over(&file).resolve().unwrap();
+        assert_eq!(o.sinks[0].spec, SinkSpec::Dir("b".into()));
+        assert_eq!(o.sinks[0].format, Format::Tsv);
+        assert_eq!(o.rotation.interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_named() {
+        let e = parse("[output]\nrotat = \"1h\"\n").unwrap_err();
+        assert!(e.contains("rotat"), "{e}");
+        let e = parse("[outptu]\n").unwrap_err();
+        assert!(e.contains("outptu"), "{e}");
+        let e = parse("[output]\nformat = \"xml\"\n").unwrap_err();
+        assert!(e.contains("xml") || e.contains("format"), "{e}");
+        let cases = [
+            ("rotate = \"soon\"", "output.rotate"),
+            ("rotate = \"10ms\"", "output.rotate"),
+            ("rotate_size = \"12Q\"", "output.rotate_size"),
+            ("rotate_size = \"0\"", "output.rotate_size"),
+            ("compress = true", "output.compress"),
+            ("sinks = []", "output.sinks"),
+            ("sinks = [\"tcp://nohost\"]", "output.sinks"),
+            ("sinks = [\"a\", \"a\"]", "output.sinks"),
+            ("flush_timeout = \"x\"", "output.flush_timeout"),
+        ];
+        for (line, key) in cases {
+            let c = parse(&format!("[output]\n{line}\n")).unwrap();
+            let e = c.output.resolve().unwrap_err().to_string();
+            assert!(e.contains(key), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let p = |s| parse_size("k", s);
+        assert_eq!(p("4096").unwrap(), 4096);
+        assert_eq!(p("512K").unwrap(), 512 << 10);
+        assert_eq!(p("100MiB").unwrap(), 100 << 20);
+        assert_eq!(p("1 GB").unwrap(), 1 << 30);
+        assert!(p("1.5G").is_err() && p("").is_err() && p("99999999999T").is_err());
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let e = load(Path::new("/nonexistent/nameflow.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/nameflow.toml"));
+    }
+}

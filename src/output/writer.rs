@@ -1,0 +1,388 @@
+//! The writer thread: drains every log's record queues, encodes each record once per
+//! encoding into reused buffers, and hands the lines to every sink.
+//!
+//! It is the only thread that writes logs, so a slow sink never stalls capture: workers see a
+//! full queue instead (offline they wait; live they drop and count), and stream sinks buffer
+//! and drop on their own side so that a dead collector never stalls the writer either.
+//!
+//! ```no_run
+//! use nameflow::engine::spsc;
+//! use nameflow::output::record::ConnRecord;
+//! use nameflow::output::{Clock, OutputConfig, Writer};
+//!
+//! let cfg = OutputConfig::default(); // ./logs, Zeek JSON
+//! let (tx, rx) = spsc::channel::<ConnRecord>(4096);
+//! let mut writer = Writer::open(&cfg, Clock::Wall).expect("open the sinks");
+//! writer.add_log(vec![rx]).expect("create conn.log");
+//! let stats = writer.stats(); // for stats.log: per-sink written/buffered/dropped
+//! let t = std::thread::spawn(move || writer.run());
+//! drop(tx); // producers gone: the writer drains, flushes and returns
+//! let report = t.join().unwrap().expect("logs written");
+//! # let _ = (stats, report);
+//! ```
+
+use super::clock::Clock;
+use super::schema::{LogRecord, Schema};
+use super::sink::dir::DirSink;
+use super::sink::stdout::{NullSink, StdoutSink};
+use super::sink::stream::{StreamSink, Target};
+use super::sink::{Sink, SinkCounters, SinkSpec, SinkStats};
+use super::{Encoding, Format, JsonTs};
+use crate::engine::spsc::Consumer;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records taken from one queue before the writer looks at the others.
+const BATCH: usize = 512;
+
+/// When files rotate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate on boundaries of this interval, aligned to midnight UTC (`1h`: on the hour).
+    pub interval: Option<Duration>,
+    /// Rotate a file once it holds at least this many bytes.
+    pub size: Option<u64>,
+    /// Gzip rotated files (on a thread of their own).
+    pub compress: bool,
+}
+
+impl Rotation {
+    /// True when files rotate at all.
+    pub fn is_on(&self) -> bool {
+        self.interval.is_some() || self.size.is_some()
+    }
+
+    pub(crate) fn interval_ns(&self) -> Option<u64> {
+        self.interval
+            .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+            .filter(|&n| n > 0)
+    }
+}
+
+/// One sink and how it encodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkConfig {
+    pub spec: SinkSpec,
+    pub format: Format,
+}
+
+/// Everything about where and how logs are written, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputConfig {
+    /// At least one sink.
+    pub sinks: Vec<SinkConfig>,
+    pub json_ts: JsonTs,
+    /// Rotation of directory sinks.
+    pub rotation: Rotation,
+    /// Most bytes a stream sink holds while its peer is away or slow; beyond it records are
+    /// dropped and counted.
+    pub stream_buffer: usize,
+    /// How long the writer waits at exit for stream sinks to deliver what they hold.
+    pub flush_timeout: Duration,
+}
+
+impl Default for OutputConfig {
+    fn default() -> OutputConfig {
+        OutputConfig {
+            sinks: vec![SinkConfig {
+                spec: SinkSpec::Dir(PathBuf::from("./logs")),
+                format: Format::Json,
+            }],
+            json_ts: JsonTs::Epoch,
+            rotation: Rotation::default(),
+            stream_buffer: 16 << 20,
+            flush_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors of the writer and its sinks, each naming the file, socket or thread.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot create log directory {path}: {source}; check the path and its permissions")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create {path}: {source}; check the directory's permissions and free space")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {path} failed: {source}; check free space on its file system")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot move {from} to {to} while rotating: {source}")]
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot gzip {path}: {source}; the uncompressed file was kept")]
+    Compress {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the {what} thread: {source}")]
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot install the SIGHUP handler that reopens log files: {0}")]
+    Signal(std::io::Error),
+    #[error("the {0} thread panicked; this is a bug, please report it")]
+    ThreadPanic(&'static str),
+}
+
+/// Live counts of every sink, for stats.log. Cheap to clone; reading never blocks the writer.
+#[derive(Clone, Debug, Default)]
+pub struct OutputStats {
+    sinks: Vec<(String, Arc<SinkCounters>)>,
+}
+
+impl OutputStats {
+    /// The current counts, one entry per sink in the order they were configured.
+    pub fn snapshot(&self) -> Vec<SinkStats> {
+        self.sinks.iter().map(|(n, c)| c.snapshot(n)).collect()
+    }
+}
+
+/// What the writer did.
+#[derive(Clone, Debug, Default)]
+pub struct WriterReport {
+    /// Records taken from the queues (of every log).
+    pub records: u64,
+    /// Each sink's final counts.
+    pub sinks: Vec<SinkStats>,
+}
+
+/// One log's queues, type-erased so the writer can hold logs of different record types.
+trait LogInput: Send {
+    /// Takes up to `BATCH` records from each queue and writes them; returns how many.
+    fn drain(&mut self, out: &mut Outputs) -> Result<usize, OutputError>;
+    /// True once every producer is gone and every queue is empty.
+    fn is_finished(&self) -> bool;
+}
+
+struct Input<R: LogRecord> {
+    log: usize,
+    queues: Vec<Consumer<R>>,
+}
+
+impl<R: LogRecord> LogInput for Input<R> {
+    fn drain(&mut self, out: &mut Outputs) -> Result<usize, OutputError> {
+        let mut n = 0;
+        for q in &self.queues {
+            for _ in 0..BATCH {
+                let Some(rec) = q.pop() else { break };
+                out.write(self.log, &rec)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.queues.iter().all(Consumer::is_finished)
+    }
+}
+
+/// The sinks, the distinct encodings they use, and one reused buffer per encoding.
+struct Outputs {
+    sinks: Vec<Box<dyn Sink>>,
+    encodings: Vec<Encoding>,
+    /// `sink_enc[i]`: index into `encodings` for sink `i`.
+    sink_enc: Vec<usize>,
+    bufs: Vec<Vec<u8>>,
+}
+
+impl Outputs {
+    #[inline]
+    fn write<R: LogRecord>(&mut self, log: usize, rec: &R) -> Result<(), OutputError> {
+        for (enc, buf) in self.encodings.iter().zip(self.bufs.iter_mut()) {
+            buf.clear();
+            enc.encode(rec, buf);
+        }
+        for (sink, &e) in self.sinks.iter_mut().zip(&self.sink_enc) {
+            sink.write(log, &self.bufs[e])?;
+        }
+        Ok(())
+    }
+}
+
+/// The writer: open it (sinks are created, so bad paths fail before capture starts), add the
+/// logs with their queues, then `run` it on its own thread.
+pub struct Writer {
+    inputs: Vec<Box<dyn LogInput>>,
+    outputs: Outputs,
+    /// Set by SIGHUP when a directory sink is configured.
+    hup: Option<(Arc<AtomicBool>, signal_hook::SigId)>,
+    flush_timeout: Duration,
+    records: u64,
+}
+
+impl Writer {
+    /// Opens every sink of `cfg`. `clock` drives rotation and file dates: packet time when
+    /// reading captures, wall time live.
+    pub fn open(cfg: &OutputConfig, clock: Clock) -> Result<Writer, OutputError> {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::with_capacity(cfg.sinks.len());
+        let mut has_dir = false;
+        for s in &cfg.sinks {
+            let stream = matches!(s.spec, SinkSpec::Tcp(_) | SinkSpec::Unix(_));
+            let enc = Encoding {
+                format: s.format,
+                json_ts: cfg.json_ts,
+                path_key: stream && s.format == Format::Json,
+            };
+            let sink: Box<dyn Sink> = match &s.spec {
+                SinkSpec::Dir(d) => {
+                    has_dir = true;
+                    Box::new(DirSink::open(d, enc, clock.clone(), cfg.rotation)?)
+                }
+                SinkSpec::Stdout => Box::new(StdoutSink::open(enc, clock.clone())),
+                SinkSpec::Tcp(a) => Box::new(StreamSink::open(
+                    s.spec.to_string(),
+                    Target::Tcp(a.clone()),
+                    enc,
+                    clock.clone(),
+                    cfg.stream_buffer,
+                )?),
+                SinkSpec::Unix(p) => Box::new(StreamSink::open(
+                    s.spec.to_string(),
+                    Target::Unix(p.clone()),
+                    enc,
+                    clock.clone(),
+                    cfg.stream_buffer,
+                )?),
+                SinkSpec::Null => Box::new(NullSink::new(enc)),
+            };
+            sinks.push(sink);
+        }
+        let mut encodings: Vec<Encoding> = Vec::new();
+        let mut sink_enc = Vec::with_capacity(sinks.len());
+        for s in &sinks {
+            let e = s.encoding();
+            let i = match encodings.iter().position(|x| *x == e) {
+                Some(i) => i,
+                None => {
+                    encodings.push(e);
+                    encodings.len() - 1
+                }
+            };
+            sink_enc.push(i);
+        }
+        let bufs = encodings.iter().map(|_| Vec::with_capacity(4096)).collect();
+        let hup = if has_dir {
+            let flag = Arc::new(AtomicBool::new(false));
+            let id = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
+                .map_err(OutputError::Signal)?;
+            Some((flag, id))
+        } else {
+            None
+        };
+        Ok(Writer {
+            inputs: Vec::new(),
+            outputs: Outputs {
+                sinks,
+                encodings,
+                sink_enc,
+                bufs,
+            },
+            hup,
+            flush_timeout: cfg.flush_timeout,
+            records: 0,
+        })
+    }
+
+    /// Adds a log and the queues its records arrive on (one per producer). Directory sinks
+    /// create `<path>.log` now. Each log may be added once.
+    pub fn add_log<R: LogRecord>(&mut self, queues: Vec<Consumer<R>>) -> Result<(), OutputError> {
+        let log = self.inputs.len();
+        let schema: &'static Schema = R::schema();
+        for s in &mut self.outputs.sinks {
+            s.add_log(log, schema)?;
+        }
+        self.inputs.push(Box::new(Input { log, queues }));
+        Ok(())
+    }
+
+    /// Live counts of every sink.
+    pub fn stats(&self) -> OutputStats {
+        OutputStats {
+            sinks: self
+                .outputs
+                .sinks
+                .iter()
+                .map(|s| (s.name().to_owned(), s.counters().clone()))
+                .collect(),
+        }
+    }
+
+    /// Runs until every queue is closed and drained, then flushes and closes every sink
+    /// (waiting at most the flush timeout for stream sinks to deliver).
+    pub fn run(mut self) -> Result<WriterReport, OutputError> {
+        let mut idle = 0u32;
+        loop {
+            if let Some((flag, _)) = &self.hup {
+                if flag.swap(false, Ordering::Relaxed) {
+                    for s in &mut self.outputs.sinks {
+                        s.reopen()?;
+                    }
+                }
+            }
+            let mut got = 0;
+            for input in &mut self.inputs {
+                got += input.drain(&mut self.outputs)?;
+            }
+            self.records += got as u64;
+            for s in &mut self.outputs.sinks {
+                s.poll()?;
+            }
+            if got > 0 {
+                idle = 0;
+                continue;
+            }
+            if self.inputs.iter().all(|i| i.is_finished()) {
+                break;
+            }
+            if idle == 0 {
+                for s in &mut self.outputs.sinks {
+                    s.idle()?;
+                }
+            }
+            idle = idle.saturating_add(1);
+            if idle < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let deadline = Instant::now() + self.flush_timeout;
+        let mut first_err = Ok(());
+        for s in &mut self.outputs.sinks {
+            // Every sink gets its chance to finish even when another one fails.
+            if let Err(e) = s.finish(deadline) {
+                if first_err.is_ok() {
+                    first_err = Err(e);
+                }
+            }
+        }
+        first_err?;
+        Ok(WriterReport {
+            records: self.records,
+            sinks: self.stats().snapshot(),
+        })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some((_, id)) = self.hup.take() {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
