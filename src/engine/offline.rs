@@ -11,6 +11,7 @@ use crate::capture::pcap::PcapReader;
 use crate::capture::{CaptureError, FrameSource};
 use crate::decode::{DecodeConfig, DecodeCounters};
 use crate::flow::FlowConfig;
+use crate::output::clock::{floor_boundary, next_boundary};
 use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
 use std::path::PathBuf;
@@ -121,6 +122,8 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
 
         let mut last_tick = 0u64;
         let mut last_ts = 0u64;
+        let rotate_ns = cfg.output.rotation.interval_ns();
+        let mut next_rotation: Option<u64> = None;
         loop {
             let frame = match reader.next_frame() {
                 Ok(Some(f)) => f,
@@ -132,6 +135,18 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
             };
             let ts = frame.ts_ns;
             last_ts = last_ts.max(ts);
+            if let Some(interval) = rotate_ns {
+                match next_rotation {
+                    None => next_rotation = Some(next_boundary(ts, interval)),
+                    Some(b) if ts >= b => {
+                        let stop =
+                            || writer.is_finished() || handles.iter().any(|h| h.is_finished());
+                        rotation_barrier(&to_workers, &clock, floor_boundary(ts, interval), stop);
+                        next_rotation = Some(next_boundary(ts, interval));
+                    }
+                    Some(_) => {}
+                }
+            }
             // Malformed frames are counted by the decoder; they never stop the run.
             let _ = dispatcher.dispatch(&frame, |d| match d {
                 Dispatched::Packet(owner, summary) => {
@@ -180,4 +195,34 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         return (report, Err(ReadError::WorkerPanic));
     }
     (report, input_result)
+}
+
+/// Holds the reader at a rotation boundary `at` until the logs have rotated there, so that each
+/// record lands in the file of the packet time it was emitted at, however far ahead of the
+/// writer the reader runs. Every worker first expires what is due before `at`; it gets that
+/// tick twice because a worker that has taken the second one from its inbox has finished the
+/// first, so its records are queued. Then the clock moves to `at` and the writer, once it has
+/// written everything queued, rotates and says so. `stop` ends the wait when a thread has
+/// ended early (an output error), which the caller then reports.
+fn rotation_barrier(
+    to_workers: &[spsc::Producer<ToWorker>],
+    clock: &PacketClock,
+    at: u64,
+    stop: impl Fn() -> bool,
+) {
+    let before = at.saturating_sub(1);
+    for q in to_workers {
+        q.push_wait(ToWorker::Tick(before));
+        q.push_wait(ToWorker::Tick(before));
+    }
+    for q in to_workers {
+        while !q.is_empty() {
+            if stop() {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+    clock.advance(at);
+    clock.wait_applied(at, stop);
 }

@@ -221,6 +221,7 @@ pub struct Writer {
     outputs: Outputs,
     /// Set by SIGHUP when a directory sink is configured.
     hup: Option<(Arc<AtomicBool>, signal_hook::SigId)>,
+    clock: Clock,
     flush_timeout: Duration,
     records: u64,
 }
@@ -293,6 +294,7 @@ impl Writer {
                 bufs,
             },
             hup,
+            clock,
             flush_timeout: cfg.flush_timeout,
             records: 0,
         })
@@ -326,6 +328,7 @@ impl Writer {
     /// (waiting at most the flush timeout for stream sinks to deliver).
     pub fn run(mut self) -> Result<WriterReport, OutputError> {
         let mut idle = 0u32;
+        let mut now = None;
         loop {
             if let Some((flag, _)) = &self.hup {
                 if flag.swap(false, Ordering::Relaxed) {
@@ -334,13 +337,25 @@ impl Writer {
                     }
                 }
             }
+            // The clock is read before draining. When a packet clock is read as T and the
+            // queues then turn out empty, every record queued before the reader moved the
+            // clock to T has been written, so rotating at T puts each record in the file of
+            // the time it was emitted. While records keep coming, the last such T stands.
+            let seen = self.clock.now_ns();
             let mut got = 0;
             for input in &mut self.inputs {
                 got += input.drain(&mut self.outputs)?;
             }
             self.records += got as u64;
+            let settled = got == 0 || matches!(self.clock, Clock::Wall);
+            if settled {
+                now = seen;
+            }
             for s in &mut self.outputs.sinks {
-                s.poll()?;
+                s.poll(now)?;
+            }
+            if let (true, Clock::Packet(c), Some(t)) = (settled, &self.clock, seen) {
+                c.mark_applied(t);
             }
             if got > 0 {
                 idle = 0;

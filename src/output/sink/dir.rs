@@ -13,7 +13,7 @@
 //! and is closed, and `<path>.log` is opened again, appending, with a header when it is new.
 
 use super::{Sink, SinkCounters};
-use crate::output::clock::Clock;
+use crate::output::clock::{floor_boundary, next_boundary, Clock};
 use crate::output::schema::Schema;
 use crate::output::writer::{OutputError, Rotation};
 use crate::output::zeek::Civil;
@@ -26,8 +26,6 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-const DAY_NS: u64 = 86_400 * 1_000_000_000;
 
 /// One open log file.
 struct LogFile {
@@ -200,6 +198,14 @@ impl DirSink {
         Ok(())
     }
 
+    /// When files that were never started open: at the first packet offline, so the first
+    /// file's name does not depend on when the writer first looked at the clock.
+    fn first_open(&self) -> u64 {
+        self.clock
+            .start_ns()
+            .unwrap_or_else(|| self.clock.now_or_wall())
+    }
+
     fn publish(&self) {
         self.counters.written.store(self.written, Ordering::Relaxed);
         self.counters.bytes.store(self.bytes, Ordering::Relaxed);
@@ -232,9 +238,6 @@ impl Sink for DirSink {
             self.logs.resize_with(log + 1, || None);
         }
         self.logs[log] = Some(f);
-        if let Some(now) = self.clock.now_ns() {
-            self.start(log, now)?;
-        }
         Ok(())
     }
 
@@ -243,8 +246,8 @@ impl Sink for DirSink {
             return Ok(());
         };
         if f.open_ts.is_none() {
-            let now = self.clock.now_or_wall();
-            self.start(log, now)?;
+            let open = self.first_open();
+            self.start(log, open)?;
         }
         let Some(Some(f)) = self.logs.get_mut(log) else {
             return Ok(());
@@ -261,27 +264,27 @@ impl Sink for DirSink {
         Ok(())
     }
 
-    fn poll(&mut self) -> Result<(), OutputError> {
-        let Some(now) = self.clock.now_ns() else {
+    fn poll(&mut self, now: Option<u64>) -> Result<(), OutputError> {
+        let Some(now) = now else {
             return Ok(());
         };
+        let open = self.first_open();
         for log in 0..self.logs.len() {
-            self.start(log, now)?;
+            self.start(log, open)?;
         }
         if let Some(interval) = self.rotation.interval_ns() {
-            match self.next_rotate {
-                None => self.next_rotate = Some(next_boundary(now, interval)),
-                Some(due) if now >= due => {
-                    // After a gap in the capture several boundaries may have passed: the old
-                    // file closes at the first one and the new file opens at the last one, so
-                    // every file name is a boundary and no empty file stands for the gap.
-                    let open = floor_boundary(now, interval).max(due);
-                    for log in 0..self.logs.len() {
-                        self.rotate(log, due, open, false)?;
-                    }
-                    self.next_rotate = Some(next_boundary(now, interval));
+            let due = *self
+                .next_rotate
+                .get_or_insert_with(|| next_boundary(open, interval));
+            if now >= due {
+                // After a gap in the capture several boundaries may have passed: the old
+                // file closes at the first one and the new file opens at the last one, so
+                // every file name is a boundary and no empty file stands for the gap.
+                let open = floor_boundary(now, interval).max(due);
+                for log in 0..self.logs.len() {
+                    self.rotate(log, due, open, false)?;
                 }
-                Some(_) => {}
+                self.next_rotate = Some(next_boundary(now, interval));
             }
         }
         self.publish();
@@ -332,21 +335,6 @@ impl Sink for DirSink {
     fn counters(&self) -> &Arc<SinkCounters> {
         &self.counters
     }
-}
-
-/// The first interval boundary after `now`. Boundaries are multiples of the interval counted
-/// from midnight UTC, and midnight is always one (Zeek's `calc_next_rotate` with its default
-/// base time 00:00), so an interval that does not divide a day restarts each day.
-pub(crate) fn next_boundary(now: u64, interval: u64) -> u64 {
-    let day = now - now % DAY_NS;
-    let next = day + ((now - day) / interval + 1) * interval;
-    next.min(day + DAY_NS)
-}
-
-/// The last interval boundary at or before `now`.
-pub(crate) fn floor_boundary(now: u64, interval: u64) -> u64 {
-    let day = now - now % DAY_NS;
-    day + (now - day) / interval * interval
 }
 
 /// Where a file of `DIR/<path>.log` open from `open` to `close` is archived:
@@ -457,21 +445,6 @@ fn gzip_file(path: &Path) -> Result<(), OutputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const H: u64 = 3600 * 1_000_000_000;
-
-    #[test]
-    fn boundaries_align_to_midnight() {
-        let day = 19_000 * DAY_NS;
-        assert_eq!(next_boundary(day, H), day + H);
-        assert_eq!(next_boundary(day + H / 2, H), day + H);
-        assert_eq!(next_boundary(day + 23 * H + 1, H), day + 24 * H);
-        assert_eq!(floor_boundary(day + 5 * H + 7, H), day + 5 * H);
-        // 7h does not divide a day: 00, 07, 14, 21, then midnight again.
-        let seven = 7 * H;
-        assert_eq!(next_boundary(day + 22 * H, seven), day + 24 * H);
-        assert_eq!(next_boundary(day + 24 * H, seven), day + 31 * H);
-    }
 
     #[test]
     fn archive_names_follow_zeekctl() {

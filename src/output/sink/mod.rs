@@ -152,8 +152,9 @@ pub(crate) trait Sink: Send {
     fn add_log(&mut self, log: usize, schema: &'static Schema) -> Result<(), OutputError>;
     /// One complete encoded record of log `log`, newline included.
     fn write(&mut self, log: usize, line: &[u8]) -> Result<(), OutputError>;
-    /// Called once per writer loop: rotation, hand-over, publishing counts.
-    fn poll(&mut self) -> Result<(), OutputError>;
+    /// Called once per writer loop: rotation, hand-over, publishing counts. `now` is the
+    /// clock time up to which every queued record has been written (`None` while unknown).
+    fn poll(&mut self, now: Option<u64>) -> Result<(), OutputError>;
     /// The queues were empty: push out whatever waits in buffers.
     fn idle(&mut self) -> Result<(), OutputError>;
     /// Reopen files (SIGHUP, after logrotate moved them).

@@ -112,7 +112,7 @@ impl Sink for StdoutSink {
         Ok(())
     }
 
-    fn poll(&mut self) -> Result<(), OutputError> {
+    fn poll(&mut self, _now: Option<u64>) -> Result<(), OutputError> {
         self.publish();
         Ok(())
     }
@@ -180,14 +180,14 @@ impl Sink for NullSink {
         Ok(())
     }
 
-    fn poll(&mut self) -> Result<(), OutputError> {
+    fn poll(&mut self, _now: Option<u64>) -> Result<(), OutputError> {
         self.counters.written.store(self.written, Ordering::Relaxed);
         self.counters.bytes.store(self.bytes, Ordering::Relaxed);
         Ok(())
     }
 
     fn idle(&mut self) -> Result<(), OutputError> {
-        self.poll()
+        self.poll(None)
     }
 
     fn reopen(&mut self) -> Result<(), OutputError> {
@@ -195,7 +195,7 @@ impl Sink for NullSink {
     }
 
     fn finish(&mut self, _deadline: Instant) -> Result<(), OutputError> {
-        self.poll()
+        self.poll(None)
     }
 
     fn counters(&self) -> &Arc<SinkCounters> {

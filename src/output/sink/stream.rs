@@ -244,7 +244,7 @@ impl Sink for StreamSink {
         Ok(())
     }
 
-    fn poll(&mut self) -> Result<(), OutputError> {
+    fn poll(&mut self, _now: Option<u64>) -> Result<(), OutputError> {
         if self.chunk.len() >= CHUNK / 2 {
             self.hand_off();
         }
