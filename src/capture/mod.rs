@@ -9,6 +9,8 @@
 //!   pcap (µs and ns) and pcapng (every interface with its own link type and time resolution).
 
 pub mod pcap;
+pub mod xdp;
+pub mod xsk;
 
 use crate::decode::LinkType;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! option groups several subcommands share (`OutputArgs`, `FlowArgs`) live in `common.rs`.
 //! Every file turns raw flags into validated settings from the library and calls it.
 
+mod capture;
 mod common;
 mod read;
 
@@ -30,6 +31,10 @@ enum Command {
     /// Read pcap/pcapng files (optionally gzipped, `-` for stdin) and write conn.log.
     #[command(after_help = read::EXAMPLES)]
     Read(read::ReadArgs),
+    /// Capture live from a network interface (XDP + AF_XDP, one worker per RX queue) and
+    /// write conn.log and stats.log. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_IPC_LOCK).
+    #[command(after_help = capture::EXAMPLES)]
+    Capture(capture::CaptureArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -41,5 +46,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Read(args) => read::run(args, &config),
+        Command::Capture(args) => capture::run(args, &config),
     }
 }

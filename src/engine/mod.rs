@@ -1,8 +1,10 @@
 //! The per-core engine: dispatch (decode, pick the owner), workers (flow shards), and the
 //! offline driver that wires them together for `nameflow read`.
 pub mod dispatch;
+pub mod live;
 pub mod offline;
 pub mod spsc;
+pub mod stats;
 pub mod worker;
 
 pub use offline::{run_read, ReadConfig, ReadError, ReadReport};

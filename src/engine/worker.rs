@@ -38,6 +38,51 @@ pub struct WorkerReport {
     pub records_dropped: u64,
 }
 
+/// Hands finished records to the writer's queue under a full-queue policy and counts both
+/// outcomes. Shared by the offline worker loop and the live one.
+pub struct RecordOut {
+    queue: Producer<ConnRecord>,
+    policy: FullPolicy,
+    /// Records handed to the writer.
+    pub records: u64,
+    /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
+    pub dropped: u64,
+}
+
+impl RecordOut {
+    pub fn new(queue: Producer<ConnRecord>, policy: FullPolicy) -> RecordOut {
+        RecordOut {
+            queue,
+            policy,
+            records: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Sends one record, waiting or dropping as the policy says.
+    pub fn emit(&mut self, rec: ConnRecord) {
+        let ok = match self.policy {
+            FullPolicy::Wait => self.queue.push_wait(rec),
+            FullPolicy::Drop => self.queue.try_push(rec),
+        };
+        if ok {
+            self.records += 1;
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Applies one inbox message to a shard.
+pub fn apply(shard: &mut Shard, msg: ToWorker, out: &mut RecordOut) {
+    let mut emit = |rec| out.emit(rec);
+    match msg {
+        ToWorker::Packet(p) => shard.process(&p, &mut emit),
+        ToWorker::Tick(now) => shard.advance(now, &mut emit),
+        ToWorker::Expect(e) => shard.expect(e),
+    }
+}
+
 /// Runs a worker until every inbox is closed and drained, then flushes its shard.
 pub fn run_worker(
     inboxes: Vec<Consumer<ToWorker>>,
@@ -46,30 +91,15 @@ pub fn run_worker(
     policy: FullPolicy,
 ) -> WorkerReport {
     let mut shard = Shard::new(flow);
-    let mut report = WorkerReport::default();
-    let mut emit = |rec: ConnRecord| {
-        let ok = match policy {
-            FullPolicy::Wait => records.push_wait(rec),
-            FullPolicy::Drop => records.try_push(rec),
-        };
-        if ok {
-            report.records += 1;
-        } else {
-            report.records_dropped += 1;
-        }
-    };
+    let mut out = RecordOut::new(records, policy);
     let mut idle_spins = 0u32;
     loop {
         let mut got = false;
         for inbox in &inboxes {
             // Bounded batches per inbox keep several dispatchers fairly served.
             for _ in 0..256 {
-                match inbox.pop() {
-                    Some(ToWorker::Packet(p)) => shard.process(&p, &mut emit),
-                    Some(ToWorker::Tick(now)) => shard.advance(now, &mut emit),
-                    Some(ToWorker::Expect(e)) => shard.expect(e),
-                    None => break,
-                }
+                let Some(msg) = inbox.pop() else { break };
+                apply(&mut shard, msg, &mut out);
                 got = true;
             }
         }
@@ -89,7 +119,10 @@ pub fn run_worker(
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
     }
-    shard.flush(&mut emit);
-    report.flow = shard.counters();
-    report
+    shard.flush(&mut |rec| out.emit(rec));
+    WorkerReport {
+        flow: shard.counters(),
+        records: out.records,
+        records_dropped: out.dropped,
+    }
 }

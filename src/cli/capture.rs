@@ -1,0 +1,289 @@
+//! `nameflow capture`: live capture from a network interface through AF_XDP.
+
+use super::common::{FlowArgs, OutputArgs};
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use nameflow::capture::xdp::{FilterAction, FilterRule, XdpConfig, XdpMode};
+use nameflow::capture::xsk::{BusyPoll, XskConfig, ZeroCopy};
+use nameflow::config::Config;
+use nameflow::decode::DecodeConfig;
+use nameflow::engine::live::{run_capture, CaptureConfig, CaptureReport, QueueSelection};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const EXAMPLES: &str = "Examples:
+  nameflow capture -i eth1                      # every RX queue, ./logs/conn.log + stats.log
+  nameflow capture -i eth1 --queues 0,1 --cpus 2,3 --zero-copy on
+  nameflow capture -i eth1 --bypass 198.18.0.0/15 --drop 203.0.113.0/24
+  nameflow capture -i veth0 --xdp-mode generic --duration 60 -o - --quiet
+SIGINT or SIGTERM stops capture: rings and queues are drained, every open flow is logged, the
+XDP program is detached (it is also detached by the kernel if nameflow is killed).";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ZeroCopyArg {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CaptureArgs {
+    /// Network interface to capture from.
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    interface: String,
+    /// RX queues to capture: `all` or a comma-separated list.
+    #[arg(long, value_name = "all|Q,Q,...", default_value = "all")]
+    queues: String,
+    /// Worker threads (flow shards); default: one per captured queue. Fewer workers than
+    /// queues serve several queues each.
+    #[arg(short = 'w', long, value_name = "N")]
+    workers: Option<usize>,
+    /// Cores to pin workers to, in worker order (comma-separated); `none` disables pinning.
+    /// Default: spread over every core.
+    #[arg(long, value_name = "CPU,CPU,...|none")]
+    cpus: Option<String>,
+    /// XDP attach mode: native (driver) when supported, else generic.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    xdp_mode: ModeArg,
+    /// AF_XDP zero-copy: `auto` tries it and falls back to copy mode (reported per queue),
+    /// `on` fails instead of falling back.
+    #[arg(long, value_enum, default_value_t = ZeroCopyArg::Auto)]
+    zero_copy: ZeroCopyArg,
+    /// Replace an XDP program that something else attached to the interface.
+    #[arg(long)]
+    force: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Descriptors per RX and fill ring (a power of two).
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    ring_size: u32,
+    /// UMEM frame size in bytes (2048 or 4096); frames longer than this minus 256 are
+    /// dropped by the kernel and counted.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    frame_size: u32,
+    /// Frames read per batch.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    batch: usize,
+    /// Do not bind with XDP_USE_NEED_WAKEUP.
+    #[arg(long)]
+    no_need_wakeup: bool,
+    /// Busy-poll the sockets for this many microseconds per poll (SO_PREFER_BUSY_POLL).
+    #[arg(long, value_name = "USECS")]
+    busy_poll: Option<u32>,
+    /// Packets per busy-poll round (SO_BUSY_POLL_BUDGET).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    busy_poll_budget: u32,
+    /// Pass traffic from or to these CIDRs to the kernel without capturing it (repeatable,
+    /// comma-separated).
+    #[arg(long, value_name = "CIDR,...")]
+    bypass: Vec<String>,
+    /// Drop traffic from or to these CIDRs in XDP, before user space (repeatable,
+    /// comma-separated).
+    #[arg(long, value_name = "CIDR,...")]
+    drop: Vec<String>,
+    /// Drop frames that cannot carry IP (ARP, LLDP, ...) instead of passing them to the
+    /// kernel.
+    #[arg(long)]
+    drop_non_ip: bool,
+    /// Seconds between two status lines and stats.log records.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    stats_interval: f64,
+    /// No status line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Packets each worker → worker queue holds before forwarding drops (and counts).
+    #[arg(long, value_name = "N", default_value_t = 16384)]
+    forward_queue: usize,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    flow: FlowArgs,
+}
+
+fn parse_list<T: std::str::FromStr>(s: &str, flag: &str) -> anyhow::Result<Vec<T>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<T>()
+                .map_err(|_| anyhow::anyhow!("{flag}: {p:?} is not a number"))
+        })
+        .collect()
+}
+
+fn filters(lists: &[String], action: FilterAction) -> anyhow::Result<Vec<FilterRule>> {
+    let mut out = Vec::new();
+    for list in lists {
+        for cidr in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            out.push(FilterRule::parse(cidr, action)?);
+        }
+    }
+    Ok(out)
+}
+
+fn seconds(v: f64, flag: &str) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{flag} must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl CaptureArgs {
+    fn config(self, file: &Config) -> anyhow::Result<CaptureConfig> {
+        let queues = if self.queues.trim() == "all" {
+            QueueSelection::All
+        } else {
+            let l: Vec<u32> = parse_list(&self.queues, "--queues")?;
+            if l.is_empty() {
+                bail!("--queues: give `all` or a list such as 0,1");
+            }
+            QueueSelection::List(l)
+        };
+        if self.workers == Some(0) {
+            bail!("--workers must be at least 1");
+        }
+        let cpus = match self.cpus.as_deref().map(str::trim) {
+            None => None,
+            Some("none") => Some(Vec::new()),
+            Some(list) => Some(parse_list(list, "--cpus")?),
+        };
+        if let Some(ids) = &cpus {
+            let have = core_affinity::get_core_ids().unwrap_or_default();
+            if let Some(bad) = ids.iter().find(|&&id| !have.iter().any(|c| c.id == id)) {
+                bail!(
+                    "--cpus: core {bad} is not available to this process (available: {})",
+                    have.iter()
+                        .map(|c| c.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        let mut rules = filters(&self.bypass, FilterAction::Pass)?;
+        rules.extend(filters(&self.drop, FilterAction::Drop)?);
+        if self.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        if self.forward_queue == 0 {
+            bail!("--forward-queue must be at least 1");
+        }
+        Ok(CaptureConfig {
+            iface: self.interface,
+            queues,
+            workers: self.workers,
+            cpus,
+            xdp_mode: match self.xdp_mode {
+                ModeArg::Auto => XdpMode::Auto,
+                ModeArg::Native => XdpMode::Native,
+                ModeArg::Generic => XdpMode::Generic,
+            },
+            force: self.force,
+            xdp: XdpConfig {
+                filters: rules,
+                drop_non_ip: self.drop_non_ip,
+            },
+            xsk: XskConfig {
+                ring_size: self.ring_size,
+                frame_size: self.frame_size,
+                batch: self.batch,
+                zero_copy: match self.zero_copy {
+                    ZeroCopyArg::Auto => ZeroCopy::Auto,
+                    ZeroCopyArg::On => ZeroCopy::On,
+                    ZeroCopyArg::Off => ZeroCopy::Off,
+                },
+                need_wakeup: !self.no_need_wakeup,
+                busy_poll: self.busy_poll.map(|usecs| BusyPoll {
+                    usecs,
+                    budget: self.busy_poll_budget,
+                }),
+            },
+            duration: self
+                .duration
+                .map(|d| seconds(d, "--duration"))
+                .transpose()?,
+            decode: DecodeConfig {
+                verify_checksums: !self.flow.ignore_checksums,
+                ..DecodeConfig::default()
+            },
+            flow: self.flow.flow_config()?,
+            output: self.output.output_config(&file.output)?,
+            forward_queue_capacity: self.forward_queue,
+            record_queue_capacity: 8192,
+            stats_interval: seconds(self.stats_interval, "--stats-interval")?,
+            status: !self.quiet,
+        })
+    }
+}
+
+pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
+    let quiet = args.quiet;
+    let cfg = args.config(file)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .with_context(|| format!("cannot install the handler for signal {sig}"))?;
+    }
+    let iface = cfg.iface.clone();
+    let (report, result) = run_capture(&cfg, stop, |mode, queues| {
+        if !quiet {
+            let qs: Vec<String> = queues
+                .iter()
+                .map(|q| {
+                    format!(
+                        "{}→worker {} ({})",
+                        q.queue,
+                        q.worker,
+                        if q.zero_copy { "zero-copy" } else { "copy" }
+                    )
+                })
+                .collect();
+            eprintln!(
+                "nameflow: capturing on {iface}: XDP attached in {mode} mode; queues {}",
+                qs.join(", ")
+            );
+        }
+    });
+    if report.attached.is_some() {
+        print_summary(&report);
+    }
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("nameflow: error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The closing summary on stderr (printed even with --quiet: it is the run's account).
+fn print_summary(r: &CaptureReport) {
+    let t = r.last.total();
+    let x = &r.last.xdp;
+    eprintln!(
+        "nameflow: stopped; XDP seen {} redirected {} passed(non-IP {} bypass {}) filtered {}; {} frames, {} packets ({:.1}% forwarded), {} connections logged; dropped {} (socket {}, forward {}, uncaptured queue {}); records dropped {}; XDP detached",
+        x.seen,
+        x.redirected,
+        x.passed_non_ip,
+        x.passed_bypass,
+        x.dropped_filter,
+        t.frames,
+        t.packets,
+        r.last.forwarded_share() * 100.0,
+        t.records,
+        r.last.dropped(),
+        t.socket_dropped(),
+        t.forward_dropped,
+        x.redirect_failed,
+        t.records_dropped,
+    );
+}

@@ -1,0 +1,620 @@
+//! `nameflow capture`: AF_XDP sockets feeding pinned workers, through the same dispatch and
+//! flow shards as `nameflow read`.
+//!
+//! Each worker thread owns its socket(s), a [`Dispatcher`] and one flow [`Shard`]. A packet
+//! the worker owns goes straight into its shard; a packet another worker owns is pushed, as a
+//! [`PacketSummary`](crate::flow::summary::PacketSummary), onto the bounded SPSC queue from
+//! this worker to the owner (a full mesh of N·(N−1) queues), and dropped and counted when that
+//! queue is full. Each worker drains the queues towards it between RX batches. The clock is
+//! read once per batch; that reading is the timestamp of every packet in the batch and drives
+//! the shard's timers.
+//!
+//! Shutdown (SIGINT/SIGTERM, `--duration`, or an error): the main thread reads the XDP
+//! counters one last time and takes every socket out of the XSKMAP (reception stops), the
+//! workers empty their RX rings, close their outbound queues, drain their inbound queues until
+//! every sender has closed, flush every open flow, and exit; the writer drains the record
+//! queues and closes the logs; then the XDP program is detached. The bpf_link makes the
+//! kernel detach it anyway if the process dies any other way.
+
+use super::dispatch::{Dispatched, Dispatcher};
+use super::spsc::{self, Consumer, Producer};
+use super::stats::{Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats};
+use super::worker::{apply, FullPolicy, RecordOut, ToWorker};
+use crate::capture::xdp::{
+    AttachedMode, Interface, XdpConfig, XdpError, XdpMode, XdpProgram, MAX_QUEUES,
+};
+use crate::capture::xsk::{XskConfig, XskError, XskSocket};
+use crate::capture::Frame;
+use crate::decode::{DecodeConfig, LinkType};
+use crate::flow::{FlowConfig, Shard};
+use crate::output::clock::wall_ns;
+use crate::output::record::ConnRecord;
+use crate::output::{Clock, OutputConfig, OutputError, Writer, WriterReport};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Clock time between two timer advances of a shard.
+const TICK_NS: u64 = 100_000_000;
+/// Clock time between two publications of a worker's counters.
+const PUBLISH_NS: u64 = 100_000_000;
+/// Clock time between two reads of a socket's `XDP_STATISTICS` (a system call).
+const SOCKET_STATS_NS: u64 = 500_000_000;
+/// Messages taken from one inbound queue before the worker goes back to its socket.
+const INBOUND_BATCH: usize = 256;
+/// Empty rounds a worker spins through before it blocks in poll(2).
+const IDLE_SPINS: u32 = 64;
+/// How long an idle worker blocks in poll(2); bounds the delay of forwarded packets reaching
+/// an otherwise idle worker.
+const IDLE_POLL_MS: i32 = 1;
+
+/// Which RX queues to capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueSelection {
+    /// Every RX queue the interface has.
+    All,
+    /// These queues.
+    List(Vec<u32>),
+}
+
+/// Everything `nameflow capture` needs, already validated.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub iface: String,
+    pub queues: QueueSelection,
+    /// Worker threads (flow shards); `None`: one per captured queue. With fewer workers than
+    /// queues a worker serves several sockets.
+    pub workers: Option<usize>,
+    /// Cores to pin workers to, in worker order; `None`: spread over every core; empty: do
+    /// not pin.
+    pub cpus: Option<Vec<usize>>,
+    pub xdp_mode: XdpMode,
+    /// Replace an XDP program someone else attached.
+    pub force: bool,
+    pub xdp: XdpConfig,
+    pub xsk: XskConfig,
+    /// Stop by itself after this long.
+    pub duration: Option<Duration>,
+    pub decode: DecodeConfig,
+    pub flow: FlowConfig,
+    pub output: OutputConfig,
+    /// Capacity of each worker → worker queue, in packets.
+    pub forward_queue_capacity: usize,
+    /// Capacity of each worker → writer queue, in records.
+    pub record_queue_capacity: usize,
+    /// Time between two stats records (and status lines).
+    pub stats_interval: Duration,
+    /// Print a status line to stderr every interval.
+    pub status: bool,
+}
+
+/// How one queue is captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub queue: u32,
+    pub worker: usize,
+    pub zero_copy: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct CaptureReport {
+    /// The mode the program ran in (`None` if attaching failed).
+    pub attached: Option<AttachedMode>,
+    pub queues: Vec<QueueInfo>,
+    /// The last gathering, at exit (after every flow was flushed).
+    pub last: Snapshot,
+    pub writer: WriterReport,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Socket(#[from] XskError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("{iface} has {have} RX queue(s) (0..{have}); queue {queue} does not exist: choose --queues among them")]
+    NoSuchQueue {
+        iface: String,
+        queue: u32,
+        have: u32,
+    },
+    #[error("bad capture setting: {0}")]
+    Config(String),
+    #[error("a worker thread panicked; this is a bug, please report it (the XDP program was detached and the logs hold every record written before)")]
+    WorkerPanic,
+}
+
+/// Labels such as `q0:copy` for the status line.
+fn queue_labels(queues: &[QueueInfo]) -> Vec<String> {
+    queues
+        .iter()
+        .map(|q| {
+            format!(
+                "q{}:{}",
+                q.queue,
+                if q.zero_copy { "zero-copy" } else { "copy" }
+            )
+        })
+        .collect()
+}
+
+/// Runs live capture until `stop` is set (by a signal handler, say), `--duration` passes, or
+/// an error occurs. `on_attach` is called once the program is attached and every worker runs
+/// (the CLI prints the mode; tests learn that traffic may start).
+pub fn run_capture(
+    cfg: &CaptureConfig,
+    stop: Arc<AtomicBool>,
+    on_attach: impl FnOnce(AttachedMode, &[QueueInfo]),
+) -> (CaptureReport, Result<(), CaptureError>) {
+    let mut report = CaptureReport::default();
+    let result = run(cfg, &stop, on_attach, &mut report);
+    (report, result)
+}
+
+fn run(
+    cfg: &CaptureConfig,
+    stop: &Arc<AtomicBool>,
+    on_attach: impl FnOnce(AttachedMode, &[QueueInfo]),
+    report: &mut CaptureReport,
+) -> Result<(), CaptureError> {
+    let iface = Interface::lookup(&cfg.iface)?;
+    let queues: Vec<u32> = match &cfg.queues {
+        QueueSelection::All => (0..iface.rx_queues.min(MAX_QUEUES)).collect(),
+        QueueSelection::List(l) => {
+            for &q in l {
+                if q >= iface.rx_queues || q >= MAX_QUEUES {
+                    return Err(CaptureError::NoSuchQueue {
+                        iface: iface.name.clone(),
+                        queue: q,
+                        have: iface.rx_queues,
+                    });
+                }
+            }
+            l.clone()
+        }
+    };
+    if queues.is_empty() {
+        return Err(CaptureError::Config("no RX queue to capture".into()));
+    }
+    let n = cfg.workers.unwrap_or(queues.len()).max(1);
+    if n > queues.len() {
+        return Err(CaptureError::Config(format!(
+            "--workers {n} is more than the {} captured queue(s): a worker without a queue would sit idle; lower --workers or capture more queues",
+            queues.len()
+        )));
+    }
+
+    let mut prog = XdpProgram::load(&cfg.xdp)?;
+    // Sockets first (they fail on bad sizes and missing permissions before anything is
+    // attached), each registered in the XSKMAP so the program finds it from the first frame.
+    let mut sockets: Vec<Vec<XskSocket>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, &q) in queues.iter().enumerate() {
+        let s = XskSocket::open(&iface.name, q, &cfg.xsk)?;
+        prog.register_socket(&iface.name, q, s.fd())?;
+        report.queues.push(QueueInfo {
+            queue: q,
+            worker: i % n,
+            zero_copy: s.zero_copy(),
+        });
+        sockets[i % n].push(s);
+    }
+
+    // The mesh: producer [from][to] and consumer [to][from], None on the diagonal.
+    let mut mesh_tx: Vec<Vec<Option<Producer<ToWorker>>>> = (0..n).map(|_| Vec::new()).collect();
+    let mut mesh_rx: Vec<Vec<Consumer<ToWorker>>> = (0..n).map(|_| Vec::new()).collect();
+    for (from, row) in mesh_tx.iter_mut().enumerate() {
+        for (to, inbound) in mesh_rx.iter_mut().enumerate() {
+            if from == to {
+                row.push(None);
+            } else {
+                let (p, c) = spsc::channel(cfg.forward_queue_capacity);
+                row.push(Some(p));
+                inbound.push(c);
+            }
+        }
+    }
+    let mut conn_tx = Vec::with_capacity(n);
+    let mut conn_rx = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (p, c) = spsc::channel::<ConnRecord>(cfg.record_queue_capacity);
+        conn_tx.push(p);
+        conn_rx.push(c);
+    }
+    let (stats_tx, stats_rx) = spsc::channel::<StatsRecord>(4 * (n + 1));
+    let mut writer = Writer::open(&cfg.output, Clock::Wall)?;
+    writer.add_log(conn_rx)?;
+    writer.add_log(vec![stats_rx])?;
+    let output_stats = writer.stats();
+
+    let cores: Vec<Option<core_affinity::CoreId>> = match &cfg.cpus {
+        Some(list) => list
+            .iter()
+            .map(|&id| Some(core_affinity::CoreId { id }))
+            .collect(),
+        None => core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
+
+    let board = StatsBoard::new(n);
+    // Workers that have left their loop; the main thread stops waiting once all have.
+    let finished = AtomicUsize::new(0);
+    // Set by the main thread once the XSKMAP is emptied: the workers may drain and exit.
+    let drain = AtomicBool::new(false);
+
+    let result = std::thread::scope(|s| -> Result<(), CaptureError> {
+        let writer_handle = s.spawn(move || writer.run());
+        let mut handles = Vec::with_capacity(n);
+        for (w, ((socks, tx), (rx, records))) in sockets
+            .into_iter()
+            .zip(mesh_tx)
+            .zip(mesh_rx.into_iter().zip(conn_tx))
+            .enumerate()
+        {
+            let core = if cores.is_empty() {
+                None
+            } else {
+                cores[w % cores.len()]
+            };
+            let ctx = WorkerCtx {
+                me: w,
+                workers: n,
+                sockets: socks,
+                to_others: tx,
+                inbound: rx,
+                out: RecordOut::new(records, FullPolicy::Drop),
+                board: &board,
+                drain: &drain,
+                finished: &finished,
+            };
+            let (decode, flow) = (cfg.decode, &cfg.flow);
+            handles.push(s.spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                run_live_worker(ctx, decode, flow)
+            }));
+        }
+
+        let attach = prog.attach(&iface, cfg.xdp_mode, cfg.force);
+        let mut result = Ok(());
+        match attach {
+            Ok(mode) => {
+                report.attached = Some(mode);
+                on_attach(mode, &report.queues);
+            }
+            Err(e) => {
+                result = Err(e.into());
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+
+        let labels = queue_labels(&report.queues);
+        let started = Instant::now();
+        let mut prev = Snapshot {
+            ts_ns: wall_ns(),
+            ..Snapshot::default()
+        };
+        let mut next_stats = started + cfg.stats_interval;
+        let gather = |xdp: XdpStats| Snapshot {
+            ts_ns: wall_ns(),
+            workers: board.gather(),
+            xdp,
+        };
+        let read_xdp = |prog: &XdpProgram| -> XdpStats {
+            match prog.counters() {
+                Ok(c) => XdpStats {
+                    seen: c.seen,
+                    redirected: c.redirected,
+                    passed_non_ip: c.passed_non_ip,
+                    passed_bypass: c.passed_bypass,
+                    dropped_filter: c.dropped_filter,
+                    redirect_failed: c.redirect_failed,
+                },
+                Err(_) => XdpStats::default(),
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            if finished.load(Ordering::Relaxed) > 0 {
+                // A worker left early: it panicked. Stop the others cleanly.
+                break;
+            }
+            if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_stats {
+                next_stats += cfg.stats_interval;
+                let snap = gather(read_xdp(&prog));
+                if cfg.status {
+                    eprintln!("{}", snap.status_line(&prev, &labels));
+                }
+                let sink_dropped = sink_drops(&output_stats);
+                for r in StatsRecord::rows(&snap, sink_dropped) {
+                    // A stats record that does not fit is not worth stalling for; the next
+                    // interval's record carries the same cumulative counts.
+                    let _ = stats_tx.try_push(r);
+                }
+                prev = snap;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        // Stop reception: the counters read now are the ones every packet is accounted
+        // against; frames arriving after this go to the kernel.
+        let xdp_final = read_xdp(&prog);
+        for q in &report.queues {
+            prog.unregister_socket(q.queue);
+        }
+        drain.store(true, Ordering::Release);
+        let mut panicked = false;
+        for h in handles {
+            if h.join().is_err() {
+                panicked = true;
+            }
+        }
+        let last = gather(xdp_final);
+        for r in StatsRecord::rows(&last, sink_drops(&output_stats)) {
+            let _ = stats_tx.try_push(r);
+        }
+        drop(stats_tx);
+        report.last = last;
+        match writer_handle.join() {
+            Ok(Ok(w)) => report.writer = w,
+            Ok(Err(e)) => {
+                if result.is_ok() {
+                    result = Err(e.into());
+                }
+            }
+            Err(_) => panicked = true,
+        }
+        if panicked && result.is_ok() {
+            result = Err(CaptureError::WorkerPanic);
+        }
+        result
+    });
+    prog.detach();
+    result
+}
+
+fn sink_drops(stats: &crate::output::OutputStats) -> u64 {
+    stats.snapshot().iter().map(|s| s.dropped).sum()
+}
+
+/// What one live worker owns.
+struct WorkerCtx<'a> {
+    me: usize,
+    workers: usize,
+    sockets: Vec<XskSocket>,
+    /// Indexed by owner; `None` for this worker itself.
+    to_others: Vec<Option<Producer<ToWorker>>>,
+    inbound: Vec<Consumer<ToWorker>>,
+    out: RecordOut,
+    board: &'a StatsBoard,
+    drain: &'a AtomicBool,
+    finished: &'a AtomicUsize,
+}
+
+/// Counts the worker leaving its loop, whether it returns or unwinds, so the main thread
+/// notices a panicking worker.
+struct FinishGuard<'a>(&'a AtomicUsize);
+
+impl Drop for FinishGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) {
+    let WorkerCtx {
+        me,
+        workers,
+        mut sockets,
+        mut to_others,
+        inbound,
+        mut out,
+        board,
+        drain,
+        finished,
+    } = ctx;
+    let guard = FinishGuard(finished);
+    let mut dispatcher = Dispatcher::new(
+        decode,
+        workers,
+        Some(me),
+        flow.uid_seed,
+        flow.udp_inactivity_ns,
+    );
+    let mut shard = Shard::new(flow);
+    let mut st = WorkerStats {
+        zero_copy: u64::from(sockets.iter().all(XskSocket::zero_copy)),
+        ..WorkerStats::default()
+    };
+    let mut last_tick = 0u64;
+    let mut last_publish = 0u64;
+    let mut last_socket_stats = 0u64;
+    let mut idle = 0u32;
+    // Per-socket statistics, summed into `st` (each socket reports cumulative values).
+    let mut sock_stats = vec![crate::capture::xsk::XskStats::default(); sockets.len()];
+
+    loop {
+        // One clock read per round: every frame of the round carries it.
+        let now = wall_ns();
+        let draining = drain.load(Ordering::Acquire);
+        let got = rx_round(
+            &mut sockets,
+            &mut dispatcher,
+            me,
+            &to_others,
+            &mut st,
+            &mut shard,
+            &mut out,
+            now,
+        );
+        let mut got_in = 0usize;
+        for q in &inbound {
+            for _ in 0..INBOUND_BATCH {
+                let Some(msg) = q.pop() else { break };
+                if matches!(msg, ToWorker::Packet(_)) {
+                    st.forwarded_in += 1;
+                }
+                apply(&mut shard, msg, &mut out);
+                got_in += 1;
+            }
+        }
+        if now >= last_tick + TICK_NS {
+            last_tick = now;
+            shard.advance(now, &mut |r| out.emit(r));
+        }
+        if now >= last_socket_stats + SOCKET_STATS_NS {
+            last_socket_stats = now;
+            read_socket_stats(&sockets, &mut sock_stats, &mut st);
+        }
+        if now >= last_publish + PUBLISH_NS {
+            last_publish = now;
+            publish(board, me, &mut st, &dispatcher, &shard, &out);
+        }
+        if draining && got == 0 {
+            // The XSKMAP no longer points at our sockets and the rings are empty: stop
+            // sending to the others, then take what they still send until they all stop.
+            break;
+        }
+        if got + got_in > 0 {
+            idle = 0;
+        } else {
+            idle += 1;
+            if idle > IDLE_SPINS {
+                // Idle: block in poll(2) rather than spin. One socket can be waited on;
+                // with several, a short sleep keeps every one of them served.
+                match sockets.as_mut_slice() {
+                    [one] => {
+                        one.wait(IDLE_POLL_MS);
+                    }
+                    _ => std::thread::sleep(Duration::from_micros(200)),
+                }
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    to_others.clear();
+    loop {
+        let mut got = 0;
+        for q in &inbound {
+            while let Some(msg) = q.pop() {
+                if matches!(msg, ToWorker::Packet(_)) {
+                    st.forwarded_in += 1;
+                }
+                apply(&mut shard, msg, &mut out);
+                got += 1;
+            }
+        }
+        if got == 0 {
+            if inbound.iter().all(Consumer::is_finished) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    shard.flush(&mut |r| out.emit(r));
+    read_socket_stats(&sockets, &mut sock_stats, &mut st);
+    publish(board, me, &mut st, &dispatcher, &shard, &out);
+    drop(guard);
+}
+
+/// Reads one batch from each socket and routes every packet: into the shard when this
+/// worker owns it, onto the owner's queue otherwise. Returns the frames read.
+#[allow(clippy::too_many_arguments)] // The worker's parts, borrowed apart on purpose.
+fn rx_round(
+    sockets: &mut [XskSocket],
+    dispatcher: &mut Dispatcher,
+    me: usize,
+    to_others: &[Option<Producer<ToWorker>>],
+    st: &mut WorkerStats,
+    shard: &mut Shard,
+    out: &mut RecordOut,
+    now: u64,
+) -> usize {
+    let mut got = 0;
+    for sock in sockets.iter_mut() {
+        got += sock.recv_batch(|data| {
+            st.frames += 1;
+            st.bytes += data.len() as u64;
+            let frame = Frame {
+                ts_ns: now,
+                link: LinkType::ETHERNET,
+                data,
+                wire_len: data.len() as u32,
+            };
+            // Undecodable frames are counted by the decoder.
+            let _ = dispatcher.dispatch(&frame, |d| match d {
+                Dispatched::Packet(owner, summary) if owner == me => {
+                    shard.process(&summary, &mut |r| out.emit(r));
+                }
+                Dispatched::Packet(owner, summary) => {
+                    let pushed = to_others[owner]
+                        .as_ref()
+                        .is_some_and(|q| q.try_push(ToWorker::Packet(summary)));
+                    if !pushed {
+                        st.forward_dropped += 1;
+                    }
+                }
+                Dispatched::Expect(e) => {
+                    shard.expect(e);
+                    for q in to_others.iter().flatten() {
+                        // A lost announcement is counted by the queue's own drop counter;
+                        // it costs at most a service label.
+                        q.try_push(ToWorker::Expect(e));
+                    }
+                }
+            });
+        });
+    }
+    got
+}
+
+fn read_socket_stats(
+    sockets: &[XskSocket],
+    per_socket: &mut [crate::capture::xsk::XskStats],
+    st: &mut WorkerStats,
+) {
+    for (sock, last) in sockets.iter().zip(per_socket.iter_mut()) {
+        // A failed read keeps the previous values; the next read catches up.
+        if let Ok(s) = sock.statistics() {
+            *last = s;
+        }
+    }
+    st.xsk_rx_dropped = per_socket.iter().map(|s| s.rx_dropped).sum();
+    st.xsk_rx_invalid_descs = per_socket.iter().map(|s| s.rx_invalid_descs).sum();
+    st.xsk_rx_ring_full = per_socket.iter().map(|s| s.rx_ring_full).sum();
+    st.xsk_rx_fill_ring_empty = per_socket.iter().map(|s| s.rx_fill_ring_empty_descs).sum();
+}
+
+fn publish(
+    board: &StatsBoard,
+    me: usize,
+    st: &mut WorkerStats,
+    dispatcher: &Dispatcher,
+    shard: &Shard,
+    out: &RecordOut,
+) {
+    let d = dispatcher.counters();
+    let dc = dispatcher.decode_counters();
+    let fc = shard.counters();
+    st.packets = d.packets;
+    st.forwarded_out = d.forwarded;
+    st.decode_errors =
+        dc.truncated + dc.malformed + dc.not_ip + dc.unsupported_link + dc.bad_checksum;
+    st.flows_active = fc.active;
+    st.flows_expired = fc.flows_expired;
+    st.flows_evicted = fc.flows_evicted;
+    st.records = out.records;
+    st.records_dropped = out.dropped;
+    board.publish(me, st);
+}

@@ -1,0 +1,436 @@
+//! Capture statistics: every counter a live run reports is defined once here.
+//!
+//! A worker counts in a plain [`WorkerStats`] on its own stack (no atomics per packet) and
+//! publishes it now and then into its own cache-padded slot of a [`StatsBoard`]; the main
+//! thread gathers every slot periodically. The XDP program's per-CPU counters are read from
+//! its map at the same moments. [`Snapshot`] puts both together and derives the figures the
+//! status line and stats.log show, including one `dropped` total.
+
+use crate::output::schema::{Field, FieldSink, LogRecord, Schema, ZeekType};
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Defines [`WorkerStats`] (plain `u64` fields), its field names in order, conversion to and
+/// from an array, and the stats.log schema, so that the published slot, the log columns and
+/// the struct can never disagree.
+macro_rules! worker_stats {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// One worker's counters (cumulative since start).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct WorkerStats {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl WorkerStats {
+            /// Field names, in column order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name),)*];
+
+            fn to_array(self) -> [u64; WORKER_FIELDS] {
+                [$(self.$name,)*]
+            }
+
+            fn from_array(a: [u64; WORKER_FIELDS]) -> WorkerStats {
+                let mut it = a.into_iter();
+                WorkerStats { $($name: it.next().unwrap_or(0),)* }
+            }
+        }
+
+        const WORKER_FIELDS: usize = [$(stringify!($name),)*].len();
+
+        /// stats.log: `ts`, `worker`, every worker counter, then the XDP program's counters
+        /// and the derived totals (set on the `all` row only).
+        static STATS: Schema = Schema::new(
+            "stats",
+            &[
+                Field::new("ts", ZeekType::Time),
+                Field::new("worker", ZeekType::String),
+                $(Field::new(stringify!($name), ZeekType::Count),)*
+                Field::new("xdp_seen", ZeekType::Count),
+                Field::new("xdp_redirected", ZeekType::Count),
+                Field::new("xdp_passed_non_ip", ZeekType::Count),
+                Field::new("xdp_passed_bypass", ZeekType::Count),
+                Field::new("xdp_dropped_filter", ZeekType::Count),
+                Field::new("xdp_redirect_failed", ZeekType::Count),
+                Field::new("sink_dropped", ZeekType::Count),
+                Field::new("forwarded_share", ZeekType::Double),
+                Field::new("dropped", ZeekType::Count),
+            ],
+        );
+    };
+}
+
+worker_stats! {
+    /// Frames taken from the worker's AF_XDP socket.
+    frames,
+    /// Bytes of those frames.
+    bytes,
+    /// Packets decoded from those frames (a tunnelled frame gives more than one).
+    packets,
+    /// Packets this worker received whose flow another worker owns, pushed to the owner.
+    forwarded_out,
+    /// Forwarded packets that were lost because the owner's queue was full.
+    forward_dropped,
+    /// Packets other workers forwarded to this one.
+    forwarded_in,
+    /// Frames the decoder could not use (truncated, malformed, unsupported, bad checksum).
+    decode_errors,
+    /// Flows open in this worker's shard.
+    flows_active,
+    /// Flows this worker has finished and logged (expired, closed or evicted).
+    flows_expired,
+    /// Flows logged early because the shard was full.
+    flows_evicted,
+    /// Connection records handed to the writer.
+    records,
+    /// Connection records lost because the writer's queue was full.
+    records_dropped,
+    /// `XDP_STATISTICS.rx_dropped`: frames the kernel dropped for this socket.
+    xsk_rx_dropped,
+    /// `XDP_STATISTICS.rx_invalid_descs`.
+    xsk_rx_invalid_descs,
+    /// `XDP_STATISTICS.rx_ring_full`: frames lost because the RX ring was full.
+    xsk_rx_ring_full,
+    /// `XDP_STATISTICS.rx_fill_ring_empty_descs`: times the fill ring was found empty.
+    xsk_rx_fill_ring_empty,
+    /// 1 when the socket runs in zero-copy mode, 0 in copy mode.
+    zero_copy,
+}
+
+impl WorkerStats {
+    /// Frames this worker's socket lost before the worker saw them.
+    pub fn socket_dropped(&self) -> u64 {
+        self.xsk_rx_dropped + self.xsk_rx_ring_full + self.xsk_rx_invalid_descs
+    }
+}
+
+/// The slots workers publish into, one cache-padded slot each, so that two workers never
+/// write the same cache line.
+pub struct StatsBoard {
+    slots: Box<[CachePadded<[AtomicU64; WORKER_FIELDS]>]>,
+}
+
+impl StatsBoard {
+    pub fn new(workers: usize) -> StatsBoard {
+        StatsBoard {
+            slots: (0..workers)
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+
+    /// Publishes worker `w`'s counters. Called by that worker only, a few times a second.
+    pub fn publish(&self, w: usize, s: &WorkerStats) {
+        for (slot, v) in self.slots[w].iter().zip(s.to_array()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The last published counters of every worker.
+    pub fn gather(&self) -> Vec<WorkerStats> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                WorkerStats::from_array(std::array::from_fn(|i| slot[i].load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+}
+
+/// The XDP program's counters (summed over CPUs), as stats need them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    pub seen: u64,
+    pub redirected: u64,
+    pub passed_non_ip: u64,
+    pub passed_bypass: u64,
+    pub dropped_filter: u64,
+    /// Frames of queues without a socket (not captured; passed to the kernel).
+    pub redirect_failed: u64,
+}
+
+/// Everything gathered at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Wall-clock time of the gathering, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    pub workers: Vec<WorkerStats>,
+    pub xdp: XdpStats,
+}
+
+impl Snapshot {
+    /// The workers' counters summed.
+    pub fn total(&self) -> WorkerStats {
+        let mut t = [0u64; WORKER_FIELDS];
+        for w in &self.workers {
+            for (acc, v) in t.iter_mut().zip(w.to_array()) {
+                *acc += v;
+            }
+        }
+        WorkerStats::from_array(t)
+    }
+
+    /// Packets lost anywhere between the wire and the flow table: dropped by the kernel for
+    /// a socket (no fill-ring frame, frame too long, RX ring full, bad descriptor), arriving
+    /// on a queue nameflow does not capture, or lost on the way to their owner worker.
+    /// Filter drops are intended and not included; lost records are counted apart.
+    pub fn dropped(&self) -> u64 {
+        let t = self.total();
+        t.socket_dropped() + t.forward_dropped + self.xdp.redirect_failed
+    }
+
+    /// Share of decoded packets that had to be forwarded to another worker.
+    pub fn forwarded_share(&self) -> f64 {
+        let t = self.total();
+        if t.packets == 0 {
+            0.0
+        } else {
+            t.forwarded_out as f64 / t.packets as f64
+        }
+    }
+
+    /// One status line: rates over the time since `prev`, totals, drops, per-queue modes.
+    pub fn status_line(&self, prev: &Snapshot, queues: &[String]) -> String {
+        let secs = (self.ts_ns.saturating_sub(prev.ts_ns) as f64 / 1e9).max(1e-9);
+        let (t, p) = (self.total(), prev.total());
+        let pps = (t.frames.saturating_sub(p.frames)) as f64 / secs;
+        let mbps = (t.bytes.saturating_sub(p.bytes)) as f64 * 8.0 / secs / 1e6;
+        format!(
+            "nameflow: {pps:.0} pps {mbps:.1} Mbit/s | frames {} flows {} logged {} | dropped {} (socket {} forward {} uncaptured-queue {}) records_dropped {} | forwarded {:.1}% | queues {}",
+            t.frames,
+            t.flows_active,
+            t.records,
+            self.dropped(),
+            t.socket_dropped(),
+            t.forward_dropped,
+            self.xdp.redirect_failed,
+            t.records_dropped,
+            self.forwarded_share() * 100.0,
+            queues.join(",")
+        )
+    }
+}
+
+/// One stats.log row: one per worker and one `all` row per gathering. Cumulative counts
+/// since start, like Zeek's own counters; rates are differences of two rows.
+#[derive(Clone, Copy, Debug)]
+pub struct StatsRecord {
+    pub ts_ns: u64,
+    /// The worker, or `None` for the `all` row.
+    pub worker: Option<u16>,
+    pub counters: WorkerStats,
+    /// Set on the `all` row only.
+    pub totals: Option<Totals>,
+}
+
+/// The columns only the `all` row carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Totals {
+    pub xdp: XdpStats,
+    /// Records the sinks dropped (stream collectors away or slow).
+    pub sink_dropped: u64,
+    pub forwarded_share: f64,
+    /// [`Snapshot::dropped`].
+    pub dropped: u64,
+}
+
+impl StatsRecord {
+    /// The rows of one gathering: each worker's, then the `all` row.
+    pub fn rows(snap: &Snapshot, sink_dropped: u64) -> Vec<StatsRecord> {
+        let mut rows: Vec<StatsRecord> = snap
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(w, c)| StatsRecord {
+                ts_ns: snap.ts_ns,
+                worker: Some(w as u16),
+                counters: *c,
+                totals: None,
+            })
+            .collect();
+        rows.push(StatsRecord {
+            ts_ns: snap.ts_ns,
+            worker: None,
+            counters: snap.total(),
+            totals: Some(Totals {
+                xdp: snap.xdp,
+                sink_dropped,
+                forwarded_share: snap.forwarded_share(),
+                dropped: snap.dropped(),
+            }),
+        });
+        rows
+    }
+}
+
+impl LogRecord for StatsRecord {
+    fn schema() -> &'static Schema {
+        &STATS
+    }
+
+    fn write_fields<S: FieldSink>(&self, out: &mut S) {
+        out.time(self.ts_ns);
+        match self.worker {
+            Some(w) => {
+                // Worker numbers are small; format without allocating.
+                let mut buf = [0u8; 5];
+                let mut i = buf.len();
+                let mut v = w;
+                loop {
+                    i -= 1;
+                    buf[i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                out.string(&buf[i..]);
+            }
+            None => out.string(b"all"),
+        }
+        for v in self.counters.to_array() {
+            out.count(v);
+        }
+        match &self.totals {
+            Some(t) => {
+                for v in [
+                    t.xdp.seen,
+                    t.xdp.redirected,
+                    t.xdp.passed_non_ip,
+                    t.xdp.passed_bypass,
+                    t.xdp.dropped_filter,
+                    t.xdp.redirect_failed,
+                    t.sink_dropped,
+                ] {
+                    out.count(v);
+                }
+                out.double(t.forwarded_share);
+                out.count(t.dropped);
+            }
+            None => {
+                for _ in 0..9 {
+                    out.unset();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_struct_and_publish_round_trips() {
+        assert_eq!(WorkerStats::NAMES.len(), WORKER_FIELDS);
+        assert_eq!(WorkerStats::NAMES[0], "frames");
+        let board = StatsBoard::new(2);
+        let s = WorkerStats {
+            frames: 10,
+            forwarded_out: 3,
+            zero_copy: 1,
+            ..WorkerStats::default()
+        };
+        board.publish(1, &s);
+        let g = board.gather();
+        assert_eq!(g[0], WorkerStats::default());
+        assert_eq!(g[1], s);
+    }
+
+    #[test]
+    fn dropped_sums_every_place_a_packet_is_lost() {
+        let snap = Snapshot {
+            ts_ns: 0,
+            workers: vec![
+                WorkerStats {
+                    packets: 100,
+                    forwarded_out: 50,
+                    xsk_rx_dropped: 1,
+                    xsk_rx_ring_full: 2,
+                    forward_dropped: 3,
+                    records_dropped: 100,
+                    ..WorkerStats::default()
+                },
+                WorkerStats {
+                    packets: 100,
+                    xsk_rx_invalid_descs: 4,
+                    ..WorkerStats::default()
+                },
+            ],
+            xdp: XdpStats {
+                redirect_failed: 5,
+                dropped_filter: 1000,
+                ..XdpStats::default()
+            },
+        };
+        assert_eq!(snap.dropped(), 1 + 2 + 3 + 4 + 5);
+        assert!((snap.forwarded_share() - 0.25).abs() < 1e-9);
+        let rows = StatsRecord::rows(&snap, 7);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].worker, None);
+        assert_eq!(rows[2].counters.packets, 200);
+        assert_eq!(rows[2].totals.unwrap().dropped, 15);
+    }
+
+    /// Counts the values a record writes, to hold it to its schema.
+    struct Columns(usize);
+
+    impl FieldSink for Columns {
+        fn unset(&mut self) {
+            self.0 += 1;
+        }
+        fn time(&mut self, _: u64) {
+            self.0 += 1;
+        }
+        fn interval(&mut self, _: u64) {
+            self.0 += 1;
+        }
+        fn interval_between(&mut self, _: u64, _: u64) {
+            self.0 += 1;
+        }
+        fn count(&mut self, _: u64) {
+            self.0 += 1;
+        }
+        fn int(&mut self, _: i64) {
+            self.0 += 1;
+        }
+        fn double(&mut self, _: f64) {
+            self.0 += 1;
+        }
+        fn port(&mut self, _: u16) {
+            self.0 += 1;
+        }
+        fn addr(&mut self, _: std::net::IpAddr) {
+            self.0 += 1;
+        }
+        fn subnet(&mut self, _: std::net::IpAddr, _: u8) {
+            self.0 += 1;
+        }
+        fn bool(&mut self, _: bool) {
+            self.0 += 1;
+        }
+        fn enumeration(&mut self, _: &str) {
+            self.0 += 1;
+        }
+        fn string(&mut self, _: &[u8]) {
+            self.0 += 1;
+        }
+        fn begin_container(&mut self) {}
+        fn end_container(&mut self) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn every_row_writes_exactly_the_schema_columns() {
+        let snap = Snapshot {
+            ts_ns: 1,
+            workers: vec![WorkerStats::default(); 12],
+            xdp: XdpStats::default(),
+        };
+        for row in StatsRecord::rows(&snap, 0) {
+            let mut c = Columns(0);
+            row.write_fields(&mut c);
+            assert_eq!(c.0, STATS.fields.len(), "{row:?}");
+        }
+    }
+}
