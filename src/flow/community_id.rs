@@ -106,48 +106,11 @@ fn update_addr(h: &mut Sha1, addr: IpAddr) {
     }
 }
 
-/// The ICMP counterpart rule as Zeek's `ICMP4_counterpart`/`ICMP6_counterpart` apply it (which
-/// is what the spec's reference implementations follow): request/reply pairs map to each other,
-/// every other type is one-way and contributes its code. Returns (counterpart or code, one-way).
-///
-/// This table is kept here rather than shared with the flow key because the spec fixes it: an
-/// id must not change when our connection keying changes.
+/// The ICMP counterpart rule: the same table the flow key uses (Zeek's `ICMP4_counterpart` /
+/// `ICMP6_counterpart`, which the spec's reference implementations follow). The spec's ICMP
+/// test vectors below pin it, so a change to the flow key's table cannot change ids unnoticed.
 fn counterpart(v6: bool, icmp_type: u8, code: u8) -> (u16, bool) {
-    let pair = if v6 {
-        match icmp_type {
-            128 => Some(129), // echo request / reply
-            129 => Some(128),
-            130 => Some(131), // multicast listener query / report
-            131 => Some(130),
-            133 => Some(134), // router solicitation / advertisement
-            134 => Some(133),
-            135 => Some(136), // neighbor solicitation / advertisement
-            136 => Some(135),
-            139 => Some(140), // node information query / response
-            140 => Some(139),
-            144 => Some(145), // home agent address discovery request / reply
-            145 => Some(144),
-            _ => None,
-        }
-    } else {
-        match icmp_type {
-            8 => Some(0), // echo request / reply
-            0 => Some(8),
-            13 => Some(14), // timestamp request / reply
-            14 => Some(13),
-            15 => Some(16), // information request / reply
-            16 => Some(15),
-            10 => Some(9), // router solicitation / advertisement
-            9 => Some(10),
-            17 => Some(18), // address mask request / reply
-            18 => Some(17),
-            _ => None,
-        }
-    };
-    match pair {
-        Some(t) => (t, false),
-        None => (u16::from(code), true),
-    }
+    super::key::icmp_counterpart(v6, icmp_type, code)
 }
 
 #[cfg(test)]
