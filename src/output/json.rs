@@ -8,7 +8,7 @@
 //! print it the same way, so our lines equal Zeek's.
 
 use super::schema::{Field, FieldSink, LogRecord, Schema};
-use super::zeek::{micros_differ, Civil, ZeekTime};
+use super::zeek::{micros_differ, write_addr, write_i64, write_padded, write_u64, Civil, ZeekTime};
 use super::JsonTs;
 use std::io::Write;
 use std::net::IpAddr;
@@ -70,9 +70,11 @@ impl JsonFields<'_> {
             self.out.push(b',');
         }
         self.wrote_any = true;
+        // Column names are plain ASCII chosen by us: no escaping needed.
         let name = self.fields.get(self.idx).map_or("_extra", |f| f.name);
-        write_json_string(self.out, name.as_bytes());
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
         self.idx += 1;
     }
 }
@@ -110,12 +112,12 @@ impl FieldSink for JsonFields<'_> {
 
     fn count(&mut self, v: u64) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_u64(self.out, v);
     }
 
     fn int(&mut self, v: i64) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_i64(self.out, v);
     }
 
     fn double(&mut self, v: f64) {
@@ -125,12 +127,14 @@ impl FieldSink for JsonFields<'_> {
 
     fn port(&mut self, v: u16) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_u64(self.out, u64::from(v));
     }
 
     fn addr(&mut self, v: IpAddr) {
         self.begin_value();
-        let _ = write!(self.out, "\"{v}\"");
+        self.out.push(b'"');
+        write_addr(self.out, v);
+        self.out.push(b'"');
     }
 
     fn subnet(&mut self, addr: IpAddr, prefix_len: u8) {
@@ -170,7 +174,8 @@ impl FieldSink for JsonFields<'_> {
 /// dropped, or `.0` for a whole second. This is exact for every epoch time up to the year
 /// 2242, where one microsecond is still more than a double's resolution.
 fn write_time(out: &mut Vec<u8>, t: ZeekTime) {
-    let _ = write!(out, "{}.", t.secs);
+    write_u64(out, t.secs);
+    out.push(b'.');
     if t.micros == 0 {
         out.push(b'0');
         return;
@@ -181,7 +186,7 @@ fn write_time(out: &mut Vec<u8>, t: ZeekTime) {
         frac /= 10;
         digits -= 1;
     }
-    let _ = write!(out, "{frac:0digits$}");
+    write_padded(out, u64::from(frac), digits);
 }
 
 /// Writes a time as Zeek's `LogAscii::json_timestamps=JSON::TS_ISO8601` does:
@@ -222,6 +227,14 @@ pub(crate) fn write_double(out: &mut Vec<u8>, d: f64) {
 /// `json_escape_utf8` renders them, so the output is always valid JSON.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    // Most values (uids, names, states) need no escape at all.
+    if s.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     for chunk in s.utf8_chunks() {
         for &b in chunk.valid().as_bytes() {
             match b {

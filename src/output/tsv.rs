@@ -7,7 +7,9 @@
 //! non-printable bytes escaped as `\xNN`.
 
 use super::schema::{FieldSink, LogRecord, Schema};
-use super::zeek::{micros_differ, write_fixed6, write_log_date, ZeekTime};
+use super::zeek::{
+    micros_differ, write_addr, write_fixed6, write_i64, write_log_date, write_u64, ZeekTime,
+};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -117,12 +119,12 @@ impl FieldSink for TsvFields<'_> {
 
     fn count(&mut self, v: u64) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_u64(self.out, v);
     }
 
     fn int(&mut self, v: i64) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_i64(self.out, v);
     }
 
     fn double(&mut self, v: f64) {
@@ -132,12 +134,12 @@ impl FieldSink for TsvFields<'_> {
 
     fn port(&mut self, v: u16) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_u64(self.out, u64::from(v));
     }
 
     fn addr(&mut self, v: IpAddr) {
         self.begin_value();
-        let _ = write!(self.out, "{v}");
+        write_addr(self.out, v);
     }
 
     fn subnet(&mut self, addr: IpAddr, prefix_len: u8) {

@@ -44,8 +44,52 @@ pub(crate) fn micros_differ(start_ns: u64, end_ns: u64) -> bool {
 /// Writes `secs.micros` with exactly six decimals, the way Zeek's `%.6f` renders a time whose
 /// fraction came from whole microseconds.
 pub(crate) fn write_fixed6(out: &mut Vec<u8>, secs: u64, micros: u32) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{secs}.{micros:06}");
+    write_u64(out, secs);
+    out.push(b'.');
+    write_padded(out, u64::from(micros), 6);
+}
+
+/// Writes an unsigned integer in decimal (the `fmt` machinery costs more than the rest of a
+/// record's encoding, so the writer's hot path avoids it).
+#[inline]
+pub(crate) fn write_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Writes a signed integer in decimal.
+#[inline]
+pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Writes `v` with leading zeros to `width` digits.
+pub(crate) fn write_padded(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut b = itoa::Buffer::new();
+    let digits = b.format(v).as_bytes();
+    for _ in digits.len()..width {
+        out.push(b'0');
+    }
+    out.extend_from_slice(digits);
+}
+
+/// Writes an address as Zeek does: dotted quad, or RFC 5952 IPv6 (what `Display` gives).
+#[inline]
+pub(crate) fn write_addr(out: &mut Vec<u8>, a: std::net::IpAddr) {
+    match a {
+        std::net::IpAddr::V4(v4) => {
+            let [x, y, z, w] = v4.octets();
+            write_u64(out, u64::from(x));
+            out.push(b'.');
+            write_u64(out, u64::from(y));
+            out.push(b'.');
+            write_u64(out, u64::from(z));
+            out.push(b'.');
+            write_u64(out, u64::from(w));
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Writes `#open`/`#close` dates: `YYYY-MM-DD-HH-MM-SS` in UTC (Zeek's format, run with
@@ -133,6 +177,13 @@ mod tests {
         write_fixed6(&mut v, t.secs, t.micros);
         assert_eq!(v, b"1300475167.096535");
         assert!(!micros_differ(1_000_000_100, 1_000_000_900));
+        let mut v = Vec::new();
+        write_addr(&mut v, "198.18.0.255".parse().unwrap());
+        v.push(b' ');
+        write_addr(&mut v, "fd00::1:0:0:2".parse().unwrap());
+        v.push(b' ');
+        write_i64(&mut v, -42);
+        assert_eq!(v, b"198.18.0.255 fd00::1:0:0:2 -42");
         assert!(micros_differ(1_000_000_100, 1_000_001_000));
     }
 }
