@@ -5,6 +5,7 @@
 mod capture;
 mod common;
 mod read;
+mod synth;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Command {
     /// write conn.log and stats.log. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_IPC_LOCK).
     #[command(after_help = capture::EXAMPLES)]
     Capture(capture::CaptureArgs),
+    /// Write a synthetic sample capture (DNS lookups followed by HTTP, TLS and SSH sessions, a
+    /// ping, an unanswered query; 198.18.0.0/15 addresses only) to try nameflow without traffic.
+    Synth(synth::SynthArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -47,5 +51,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Read(args) => read::run(args, &config),
         Command::Capture(args) => capture::run(args, &config),
+        Command::Synth(args) => synth::run(args),
     }
 }
