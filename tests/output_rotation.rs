@@ -285,3 +285,106 @@ fn without_rotation_the_live_file_stays() {
     assert!(text.contains("#open\t2023-11-14-22-13-20\n"), "{text}");
     assert!(text.contains("#close\t2023-11-15-03-13-20\n"), "{text}");
 }
+
+/// SIGHUP makes a directory sink reopen its files, as logrotate expects: what was written
+/// before goes to the moved file, which gets its footer; `conn.log` starts again with a header.
+#[test]
+fn sighup_reopens_files_for_logrotate() {
+    use nameflow::engine::spsc;
+    use nameflow::output::record::ConnRecord;
+    use nameflow::output::{Clock, Format, OutputConfig, SinkConfig, SinkSpec, Writer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let cfg = OutputConfig {
+        sinks: vec![SinkConfig {
+            spec: SinkSpec::Dir(logs.clone()),
+            format: Format::Tsv,
+        }],
+        ..OutputConfig::default()
+    };
+    let (tx, rx) = spsc::channel::<ConnRecord>(64);
+    let mut w = Writer::open(&cfg, Clock::Wall).unwrap();
+    w.add_log(vec![rx]).unwrap();
+    let stats = w.stats();
+    let writer = std::thread::spawn(move || w.run());
+    let rec = |port: u16| {
+        let mut r = sample_record();
+        r.orig_p = port;
+        r
+    };
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < until,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    for p in 0..10 {
+        assert!(tx.push_wait(rec(p)));
+    }
+    wait("the first records", &|| stats.snapshot()[0].written == 10);
+    // logrotate: move the file, then signal.
+    std::fs::rename(logs.join("conn.log"), logs.join("conn.log.1")).unwrap();
+    signal_hook::low_level::raise(signal_hook::consts::SIGHUP).unwrap();
+    wait("conn.log to be reopened", &|| {
+        logs.join("conn.log").exists()
+    });
+    for p in 10..25 {
+        assert!(tx.push_wait(rec(p)));
+    }
+    drop(tx);
+    writer.join().unwrap().unwrap();
+
+    let old = std::fs::read_to_string(logs.join("conn.log.1")).unwrap();
+    let new = std::fs::read_to_string(logs.join("conn.log")).unwrap();
+    for (name, text, n) in [("conn.log.1", &old, 10), ("conn.log", &new, 15)] {
+        assert!(
+            text.starts_with("#separator \\x09\n"),
+            "{name} starts with a header"
+        );
+        assert!(
+            text.lines().last().unwrap().starts_with("#close\t"),
+            "{name} ends with #close"
+        );
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            n,
+            "{name}"
+        );
+    }
+}
+
+fn sample_record() -> nameflow::output::record::ConnRecord {
+    use nameflow::output::record::{
+        CommunityId, ConnRecord, ConnState, History, ServiceList, Transport, Uid,
+    };
+    ConnRecord {
+        ts_ns: T0,
+        uid: Uid::from_bits(1, 2),
+        orig_h: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+        orig_p: 0,
+        resp_h: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+        resp_p: 80,
+        proto: Transport::Tcp,
+        service: ServiceList::default(),
+        duration_ns: 0,
+        orig_bytes: 0,
+        resp_bytes: 0,
+        conn_state: ConnState::S0,
+        local_orig: Some(true),
+        local_resp: Some(true),
+        missed_bytes: 0,
+        history: History::default(),
+        orig_pkts: 1,
+        orig_ip_bytes: 40,
+        resp_pkts: 0,
+        resp_ip_bytes: 0,
+        tunnel_parents: [None, None],
+        ip_proto: 6,
+        community_id: CommunityId::default(),
+    }
+}

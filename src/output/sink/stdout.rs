@@ -20,6 +20,9 @@ pub(crate) struct StdoutSink {
     out: BufWriter<Stdout>,
     /// True once the reading end has gone away.
     closed: bool,
+    /// Logs whose TSV header is still to be written: it is dated when the first packet's
+    /// time is known, like a directory sink's files.
+    pending_headers: Vec<&'static Schema>,
     scratch: Vec<u8>,
     counters: Arc<SinkCounters>,
     written: u64,
@@ -34,6 +37,7 @@ impl StdoutSink {
             clock,
             out: BufWriter::with_capacity(1 << 16, std::io::stdout()),
             closed: false,
+            pending_headers: Vec::new(),
             scratch: Vec::new(),
             counters: Arc::default(),
             written: 0,
@@ -77,6 +81,25 @@ impl StdoutSink {
         }
     }
 
+    /// Writes the headers still pending, dated at the first packet (or now, live).
+    fn headers(&mut self) -> Result<(), OutputError> {
+        if self.pending_headers.is_empty() {
+            return Ok(());
+        }
+        let open = self
+            .clock
+            .start_ns()
+            .unwrap_or_else(|| self.clock.now_or_wall());
+        let mut h = std::mem::take(&mut self.scratch);
+        h.clear();
+        for schema in self.pending_headers.drain(..) {
+            self.enc.header(schema, open, &mut h);
+        }
+        let r = self.put(&h);
+        self.scratch = h;
+        r.map(|_| ())
+    }
+
     fn publish(&self) {
         self.counters.written.store(self.written, Ordering::Relaxed);
         self.counters.dropped.store(self.dropped, Ordering::Relaxed);
@@ -94,15 +117,12 @@ impl Sink for StdoutSink {
     }
 
     fn add_log(&mut self, _log: usize, schema: &'static Schema) -> Result<(), OutputError> {
-        let mut h = std::mem::take(&mut self.scratch);
-        h.clear();
-        self.enc.header(schema, self.clock.now_or_wall(), &mut h);
-        let r = self.put(&h);
-        self.scratch = h;
-        r.map(|_| ())
+        self.pending_headers.push(schema);
+        Ok(())
     }
 
     fn write(&mut self, _log: usize, line: &[u8]) -> Result<(), OutputError> {
+        self.headers()?;
         if self.put(line)? {
             self.written += 1;
             self.bytes += line.len() as u64;
@@ -112,7 +132,10 @@ impl Sink for StdoutSink {
         Ok(())
     }
 
-    fn poll(&mut self, _now: Option<u64>) -> Result<(), OutputError> {
+    fn poll(&mut self, now: Option<u64>) -> Result<(), OutputError> {
+        if now.is_some() {
+            self.headers()?;
+        }
         self.publish();
         Ok(())
     }
@@ -128,6 +151,7 @@ impl Sink for StdoutSink {
     }
 
     fn finish(&mut self, _deadline: Instant) -> Result<(), OutputError> {
+        self.headers()?;
         let mut f = std::mem::take(&mut self.scratch);
         f.clear();
         self.enc.footer(self.clock.now_or_wall(), &mut f);
