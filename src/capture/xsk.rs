@@ -365,10 +365,25 @@ impl XskSocket {
         }
     }
 
-    /// Blocks up to `timeout_ms` for frames to arrive; true when some are ready. Used only
-    /// when the queue is idle.
-    pub fn wait(&mut self, timeout_ms: i32) -> bool {
-        self.rx.poll(timeout_ms).unwrap_or(false)
+    /// Blocks up to `timeout_ms` until any of `sockets` has frames; true when some are
+    /// ready. Used only when the worker is idle, so a frame wakes it at once instead of
+    /// waiting out a sleep (which would also lump frames into one batch and one timestamp).
+    pub fn wait_any(sockets: &[XskSocket], timeout_ms: i32) -> bool {
+        const MAX: usize = 64;
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; MAX];
+        let n = sockets.len().min(MAX);
+        for (p, s) in fds.iter_mut().zip(sockets) {
+            p.fd = s.fd();
+            p.events = libc::POLLIN;
+        }
+        // SAFETY: `fds` holds `n` initialised pollfd structs and lives across the call, which
+        // only writes their `revents`.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+        rc > 0
     }
 
     /// The socket's `XDP_STATISTICS` (one system call: call it periodically, not per batch).

@@ -447,16 +447,9 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
         // One clock read per round: every frame of the round carries it.
         let now = wall_ns();
         let draining = drain.load(Ordering::Acquire);
-        let got = rx_round(
-            &mut sockets,
-            &mut dispatcher,
-            me,
-            &to_others,
-            &mut st,
-            &mut shard,
-            &mut out,
-            now,
-        );
+        // Inbound first: an announcement (FTP data channel) pushed by another worker is then
+        // applied before this worker reads the frames that arrived after it was pushed, which
+        // keeps the offline order for everything but a true tie.
         let mut got_in = 0usize;
         for q in &inbound {
             for _ in 0..INBOUND_BATCH {
@@ -468,6 +461,16 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
                 got_in += 1;
             }
         }
+        let got = rx_round(
+            &mut sockets,
+            &mut dispatcher,
+            me,
+            &to_others,
+            &mut st,
+            &mut shard,
+            &mut out,
+            now,
+        );
         if now >= last_tick + TICK_NS {
             last_tick = now;
             shard.advance(now, &mut |r| out.emit(r));
@@ -490,14 +493,8 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
         } else {
             idle += 1;
             if idle > IDLE_SPINS {
-                // Idle: block in poll(2) rather than spin. One socket can be waited on;
-                // with several, a short sleep keeps every one of them served.
-                match sockets.as_mut_slice() {
-                    [one] => {
-                        one.wait(IDLE_POLL_MS);
-                    }
-                    _ => std::thread::sleep(Duration::from_micros(200)),
-                }
+                // Idle: block in poll(2) on every socket of this worker rather than spin.
+                XskSocket::wait_any(&sockets, IDLE_POLL_MS);
             } else {
                 std::hint::spin_loop();
             }
