@@ -882,3 +882,55 @@ fn clean_errors_for_missing_or_down_interfaces() {
         "{err}"
     );
 }
+
+/// The loss-free rate on this machine's veth: one-way UDP from 1024 flows (64-byte frames),
+/// paced by one AF_PACKET sender thread, captured by two workers. Run with
+/// `cargo test --release --test live -- --ignored --nocapture loss_free_rate`; it asserts that
+/// the lowest rate loses nothing and prints what each rate gave.
+#[test]
+#[ignore = "a measurement (tens of seconds), not a check; run it by name"]
+fn loss_free_rate_sweep() {
+    require_live!();
+    let mut t = Trace::new();
+    for i in 0..1024u32 {
+        t.udp(
+            u64::from(i),
+            SocketAddr::new(
+                Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8).into(),
+                10_000,
+            ),
+            SocketAddr::new(Ipv4Addr::new(198, 19, 0, 1).into(), 9),
+            &[0u8; 18],
+        );
+    }
+    let one: Vec<Vec<u8>> = t.frames().iter().map(|f| f.data.clone()).collect();
+    let frames: Vec<Vec<u8>> = one.iter().cycle().take(200_000).cloned().collect();
+    for pps in [50_000u64, 100_000, 200_000, 0] {
+        let _serial = serial();
+        let pair = VethPair::new(QUEUES, MTU).expect("veth pair");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rate");
+        let cap = Capture::start(&pair, &dir, &["-w", "2"]).expect("start");
+        let offsets = if pps == 0 {
+            Vec::new()
+        } else {
+            paced(frames.len(), pps)
+        };
+        let times = send_frames(&pair.snd_ns.name, &pair.snd, &frames, &offsets).expect("send");
+        std::thread::sleep(Duration::from_millis(500));
+        let (code, stderr) = cap.stop();
+        assert_eq!(code, Some(0), "{stderr}");
+        let s = final_stats(&dir);
+        let secs = (times.last().unwrap() - times[0]) as f64 / 1e9;
+        let achieved = frames.len() as f64 / secs;
+        let (seen, taken, dropped) = (num(&s, "xdp_seen"), num(&s, "frames"), num(&s, "dropped"));
+        eprintln!(
+            "target {pps} pps: sent {} in {secs:.3} s = {achieved:.0} pps; XDP saw {seen}, workers took {taken}, dropped {dropped}",
+            frames.len()
+        );
+        assert_eq!(seen, taken + dropped, "every frame accounted for");
+        if pps == 50_000 {
+            assert_eq!(dropped, 0, "loss at 50 kpps");
+        }
+    }
+}
