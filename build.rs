@@ -19,7 +19,11 @@ fn main() {
     };
     if let Err(e) = SkeletonBuilder::new()
         .source(SRC)
-        .clang_args([format!("-I{multiarch}"), "-Ibpf".to_string(), "-Wall".into()])
+        .clang_args([
+            format!("-I{multiarch}"),
+            "-Ibpf".to_string(),
+            "-Wall".into(),
+        ])
         .build_and_generate(out.join("nameflow.skel.rs"))
     {
         panic!(

@@ -895,6 +895,68 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to a Vec cannot fail")
 }
 
+/// A small sample of everyday traffic, for demos and for trying sinks without live traffic:
+/// a client that resolves three names and then talks to them (HTTP, a TLS port, SSH), a
+/// ping, and a lookup nobody answers. Every address is in the benchmarking range
+/// (198.18.0.0/15), and the start time is fixed, so the sample is the same on every run.
+pub fn sample_trace() -> Trace {
+    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 10).into();
+    let mut trace = Trace::new();
+    // 2023-11-14 22:13:20 UTC.
+    let mut t: u64 = 1_700_000_000_000_000_000;
+    let servers: [(&str, [u8; 4], u16, &[u8]); 3] = [
+        (
+            "www.example.test",
+            [198, 19, 1, 80],
+            80,
+            b"GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n",
+        ),
+        ("api.example.test", [198, 19, 2, 43], 443, b""),
+        (
+            "git.example.test",
+            [198, 19, 3, 22],
+            22,
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+        ),
+    ];
+    for (i, (name, addr, port, first)) in servers.iter().enumerate() {
+        let server = Ipv4Addr::from(*addr);
+        let mut dns = DnsSpec::query(name, 1).answer(DnsRecord::new(name, 300, DnsData::A(server)));
+        dns.client = SocketAddr::new(client, 53_000 + i as u16);
+        dns.id = 0x4000 + i as u16;
+        t = trace.dns_exchange(&dns, t) + 1_000_000;
+        let spec = TcpSpec {
+            client: SocketAddr::new(client, 40_000 + i as u16),
+            server: SocketAddr::new(server.into(), *port),
+            client_segments: 2,
+            server_segments: 3,
+            client_first: first.to_vec(),
+            close: if i == 1 {
+                TcpClose::RstByServer
+            } else {
+                TcpClose::Fin
+            },
+            ..TcpSpec::default()
+        };
+        t = trace.tcp_session(&spec, t) + 5_000_000;
+    }
+    t = trace.icmp_echo(
+        client,
+        Ipv4Addr::new(198, 19, 0, 1).into(),
+        7,
+        3,
+        t,
+        1_000_000_000,
+        800_000,
+    );
+    let mut lost = DnsSpec::query("nowhere.example.test", 28);
+    lost.client = SocketAddr::new(client, 53_100);
+    lost.no_response = true;
+    trace.dns_exchange(&lost, t + 1_000_000);
+    trace.sort_by_time();
+    trace
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1192,66 +1254,4 @@ mod tests {
             assert_eq!((udp, icmp), (2, 2));
         }
     }
-}
-
-/// A small sample of everyday traffic, for demos and for trying sinks without live traffic:
-/// a client that resolves three names and then talks to them (HTTP, a TLS port, SSH), a
-/// ping, and a lookup nobody answers. Every address is in the benchmarking range
-/// (198.18.0.0/15), and the start time is fixed, so the sample is the same on every run.
-pub fn sample_trace() -> Trace {
-    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 10).into();
-    let mut trace = Trace::new();
-    // 2023-11-14 22:13:20 UTC.
-    let mut t: u64 = 1_700_000_000_000_000_000;
-    let servers: [(&str, [u8; 4], u16, &[u8]); 3] = [
-        (
-            "www.example.test",
-            [198, 19, 1, 80],
-            80,
-            b"GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n",
-        ),
-        ("api.example.test", [198, 19, 2, 43], 443, b""),
-        (
-            "git.example.test",
-            [198, 19, 3, 22],
-            22,
-            b"SSH-2.0-OpenSSH_9.6\r\n",
-        ),
-    ];
-    for (i, (name, addr, port, first)) in servers.iter().enumerate() {
-        let server = Ipv4Addr::from(*addr);
-        let mut dns = DnsSpec::query(name, 1).answer(DnsRecord::new(name, 300, DnsData::A(server)));
-        dns.client = SocketAddr::new(client, 53_000 + i as u16);
-        dns.id = 0x4000 + i as u16;
-        t = trace.dns_exchange(&dns, t) + 1_000_000;
-        let spec = TcpSpec {
-            client: SocketAddr::new(client, 40_000 + i as u16),
-            server: SocketAddr::new(server.into(), *port),
-            client_segments: 2,
-            server_segments: 3,
-            client_first: first.to_vec(),
-            close: if i == 1 {
-                TcpClose::RstByServer
-            } else {
-                TcpClose::Fin
-            },
-            ..TcpSpec::default()
-        };
-        t = trace.tcp_session(&spec, t) + 5_000_000;
-    }
-    t = trace.icmp_echo(
-        client,
-        Ipv4Addr::new(198, 19, 0, 1).into(),
-        7,
-        3,
-        t,
-        1_000_000_000,
-        800_000,
-    );
-    let mut lost = DnsSpec::query("nowhere.example.test", 28);
-    lost.client = SocketAddr::new(client, 53_100);
-    lost.no_response = true;
-    trace.dns_exchange(&lost, t + 1_000_000);
-    trace.sort_by_time();
-    trace
 }
