@@ -130,3 +130,147 @@ fn is_installed(package: &str) -> Result<bool> {
 fn is_root() -> Result<bool> {
     Ok(output(Command::new("id").arg("-u"))?.trim() == "0")
 }
+
+/// Packages the live demo drives besides the build ones.
+const LIVE_PACKAGES: &[&str] = &["iproute2", "tcpreplay"];
+
+/// Deletes the demo's namespaces on every exit path (deleting a namespace deletes the veth end
+/// in it, and so the pair).
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// `cargo xtask demo --live`: a veth pair between two network namespaces made for the demo,
+/// `nameflow capture` on one end, the synthetic trace (198.18.0.0/15 addresses) replayed into
+/// the other end with tcpreplay, then SIGTERM, and the logs shown. Needs root.
+pub fn demo_live() -> Result<()> {
+    if !is_root()? {
+        bail!("the live demo creates network namespaces and attaches XDP: run it as root");
+    }
+    let mut packages = BUILD_PACKAGES.to_vec();
+    packages.extend_from_slice(LIVE_PACKAGES);
+    ensure_packages(&packages)?;
+    eprintln!("==> building the workspace (release)");
+    run(cargo().args(["build", "--release", "--workspace"]))
+        .context("failed to build the workspace in release mode")?;
+
+    let root = workspace_root();
+    let bin = root.join("target/release/nameflow");
+    let demo_dir = root.join("target/demo");
+    let logs = demo_dir.join("live");
+    std::fs::create_dir_all(&demo_dir)
+        .with_context(|| format!("failed to create {}", demo_dir.display()))?;
+    let trace = demo_dir.join("synthetic.pcap");
+    write_synthetic_trace(&trace)?;
+
+    let tag = std::process::id() % 100_000;
+    let (cap_ns, snd_ns) = (format!("nfdemo-c{tag}"), format!("nfdemo-s{tag}"));
+    let (cap, snd) = (format!("nfdc{tag}"), format!("nfds{tag}"));
+    let _guard = Namespaces(vec![cap_ns.clone(), snd_ns.clone()]);
+    eprintln!("==> namespaces {cap_ns} and {snd_ns}, veth {cap} <-> {snd} (4 queues each)");
+    for ns in [&cap_ns, &snd_ns] {
+        run(Command::new("ip").args(["netns", "add", ns]))?;
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]))?;
+    }
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        &cap,
+        "numrxqueues",
+        "4",
+        "numtxqueues",
+        "4",
+        "netns",
+        &cap_ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &snd,
+        "numrxqueues",
+        "4",
+        "numtxqueues",
+        "4",
+        "netns",
+        &snd_ns,
+    ]))?;
+    run(Command::new("ip").args(["-n", &cap_ns, "link", "set", &cap, "up"]))?;
+    run(Command::new("ip").args(["-n", &snd_ns, "link", "set", &snd, "up"]))?;
+
+    eprintln!(
+        "==> ip netns exec {cap_ns} nameflow capture -i {cap} -o {} --stats-interval 1",
+        logs.display()
+    );
+    let mut capture = Command::new("ip")
+        .args(["netns", "exec", &cap_ns])
+        .arg(&bin)
+        .args(["capture", "-i", &cap, "--stats-interval", "1", "-o"])
+        .arg(&logs)
+        .spawn()
+        .context("failed to start nameflow capture")?;
+    // Give it time to attach (it prints the mode when it has).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if let Some(status) = capture.try_wait()? {
+        bail!("nameflow capture exited early ({status})");
+    }
+    eprintln!("==> tcpreplay into {snd} at 2000 packets/s");
+    let replay = run(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &snd_ns,
+            "timeout",
+            "60",
+            "tcpreplay",
+            "-q",
+            "-i",
+            &snd,
+        ])
+        .args(["--pps", "2000"])
+        .arg(&trace));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    eprintln!("==> SIGTERM: drain, flush every flow, detach");
+    let _ = Command::new("kill")
+        .args(["-TERM", &capture.id().to_string()])
+        .status();
+    let status = capture
+        .wait()
+        .context("failed to wait for nameflow capture")?;
+    replay.context("tcpreplay failed")?;
+    if !status.success() {
+        bail!("nameflow capture exited with {status}");
+    }
+    let left = output(Command::new("ip").args(["-n", &cap_ns, "link", "show", &cap]))?;
+    eprintln!(
+        "==> XDP on {cap} after exit: {}",
+        if left.contains("prog/xdp") {
+            "STILL ATTACHED"
+        } else {
+            "none"
+        }
+    );
+    for log in ["conn.log", "stats.log"] {
+        let path = logs.join(log);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("nameflow ran but {} cannot be read", path.display()))?;
+        println!("first lines of {}:", path.display());
+        for line in text.lines().take(SHOWN_LINES / 2) {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}

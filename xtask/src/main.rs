@@ -34,6 +34,10 @@ enum Cmd {
         /// Use the synthetic trace even when ../shared is present.
         #[arg(long)]
         synthetic: bool,
+        /// Live capture instead: a veth pair between two new network namespaces, `nameflow
+        /// capture` on one end, the synthetic trace replayed into the other (needs root).
+        #[arg(long)]
+        live: bool,
     },
     /// Run the checks CI runs: rustfmt, clippy (warnings are errors) and the test suite.
     Test,
@@ -44,7 +48,8 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Demo { synthetic } => demo::demo(synthetic),
+        Cmd::Demo { live: true, .. } => demo::demo_live(),
+        Cmd::Demo { synthetic, .. } => demo::demo(synthetic),
         Cmd::Test => checks::test(),
         Cmd::Conformance(args) => conformance::conformance(args),
     };
