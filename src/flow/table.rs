@@ -14,6 +14,9 @@ use std::collections::BinaryHeap;
 
 const NIL: u32 = u32::MAX;
 
+/// How many of the newest flows an announcement arriving late is checked against.
+const RECENT_FLOWS: usize = 64;
+
 /// How many slots are allocated up front; the table grows (rarely) up to `max_flows`.
 const INITIAL_SLOTS: usize = 1 << 16;
 
@@ -40,6 +43,11 @@ pub struct Shard {
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
     /// Data connections announced by control connections (FTP), matched at creation.
     expected: Expectations,
+    /// The most recently created flows (slot, generation), so that an announcement that
+    /// reaches this shard just after its data connection started (live, the two travel on
+    /// different queues) still marks it.
+    recent: [(u32, u32); RECENT_FLOWS],
+    recent_next: usize,
     counters: FlowCounters,
 }
 
@@ -55,6 +63,8 @@ impl Shard {
             lru_tail: NIL,
             timers: BinaryHeap::with_capacity(cap * 2),
             expected: Expectations::default(),
+            recent: [(NIL, 0); RECENT_FLOWS],
+            recent_next: 0,
             counters: FlowCounters::default(),
         }
     }
@@ -95,6 +105,16 @@ impl Shard {
     /// Remembers a connection announced by a control connection; when it starts, it gets the
     /// announced service.
     pub fn expect(&mut self, e: Expectation) {
+        for &(idx, gen) in &self.recent {
+            let Some(slot) = self.slots.get_mut(idx as usize) else {
+                continue;
+            };
+            let c = &mut slot.conn;
+            if slot.live && slot.gen == gen && e.matches(c.orig, c.resp, c.resp_port, c.start_ns) {
+                c.service.confirm(e.service);
+                return;
+            }
+        }
         self.expected.add(e);
     }
 
@@ -173,6 +193,8 @@ impl Shard {
             }
         };
         self.map.insert(key, idx);
+        self.recent[self.recent_next] = (idx, self.slots[idx as usize].gen);
+        self.recent_next = (self.recent_next + 1) % RECENT_FLOWS;
         self.link_tail(idx);
         self.counters.flows_created += 1;
         idx

@@ -297,3 +297,38 @@ fn table_is_bounded_and_evicts_least_recently_active() {
     let c = shard.counters();
     assert_eq!((c.flows_evicted, c.active), (3, 2));
 }
+
+/// An announced data connection gets its service whether the announcement reaches the shard
+/// before the connection's first packet or just after it (live, they travel on different
+/// queues and can arrive in either order).
+#[test]
+fn announced_connection_is_marked_in_either_order() {
+    use super::expect::Expectation;
+    use crate::output::record::Service;
+    let announce = Expectation {
+        orig: Some(C.parse().unwrap()),
+        resp: SRV.parse().unwrap(),
+        resp_port: 8080,
+        service: Service::FtpData,
+        until_ns: 100 * S,
+    };
+    for late in [false, true] {
+        let mut shard = Shard::new(&FlowConfig::default());
+        let mut out = Vec::new();
+        if !late {
+            shard.expect(announce);
+        }
+        shard.process(&tcp(S, true, SY, 1, 0, 0), &mut |r| out.push(r));
+        if late {
+            shard.expect(announce);
+        }
+        shard.process(&tcp(S + 1, false, SY | A, 50, 2, 0), &mut |r| out.push(r));
+        shard.flush(&mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].service.contains(Service::FtpData),
+            "late={late}: {:?}",
+            out[0].service
+        );
+    }
+}
