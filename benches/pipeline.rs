@@ -10,7 +10,11 @@ use nameflow::capture::pcap::PcapReader;
 use nameflow::capture::{Frame, FrameSource};
 use nameflow::decode::{DecodeConfig, LinkType};
 use nameflow::engine::dispatch::{Dispatched, Dispatcher};
+use nameflow::engine::spsc;
+use nameflow::engine::worker::{FullPolicy, RecordOut, WorkerNames};
 use nameflow::flow::{FlowConfig, Shard};
+use nameflow::names::{NameNode, NamesConfig};
+use nameflow::output::record::ConnRecord;
 use nameflow::synth::{DnsData, DnsRecord, DnsSpec, TcpSpec, Trace};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -105,11 +109,15 @@ fn large_shared() -> Vec<Loaded> {
         .collect()
 }
 
-fn run_once(frames: &[(u64, LinkType, Vec<u8>)]) -> u64 {
-    let mut d = Dispatcher::new(DecodeConfig::default(), 1, Some(0), 0, 60_000_000_000);
+/// One worker's offline work over `frames`: decode, dispatch, shard and, with `names`, the
+/// name evidence, the replica and the lookups at flow end (as `--no-names` vs the default).
+fn run_once(frames: &[(u64, LinkType, Vec<u8>)], names: bool) -> u64 {
+    let mut d =
+        Dispatcher::new(DecodeConfig::default(), 1, Some(0), 0, 60_000_000_000).with_names(names);
     let mut shard = Shard::new(&FlowConfig::default());
-    let mut records = 0u64;
-    let mut sink = |_r| records += 1;
+    let (tx, rx) = spsc::channel::<ConnRecord>(1 << 16);
+    let mut out = RecordOut::new(tx, FullPolicy::Drop);
+    let mut named = WorkerNames::live(NameNode::alone(&NamesConfig::default()), 0);
     for (ts, link, data) in frames {
         let frame = Frame {
             ts_ns: *ts,
@@ -118,12 +126,23 @@ fn run_once(frames: &[(u64, LinkType, Vec<u8>)]) -> u64 {
             wire_len: data.len() as u32,
         };
         let _ = d.dispatch(&frame, |x| match x {
-            Dispatched::Packet(_, s) => shard.process(&s, &mut sink),
+            Dispatched::Packet(_, s) if names => {
+                shard.process(&s, &mut |r| named.emit(r, &mut out))
+            }
+            Dispatched::Packet(_, s) => shard.process(&s, &mut |r| out.emit(r)),
             Dispatched::Expect(e) => shard.expect(e),
+            Dispatched::Name(_, ev) => named.node.on_evidence(&ev),
         });
+        // The queue stands in for the writer: empty it so nothing is dropped.
+        while rx.pop().is_some() {}
     }
-    shard.flush(&mut sink);
-    records
+    if names {
+        shard.flush(&mut |r| named.emit(r, &mut out));
+    } else {
+        shard.flush(&mut |r| out.emit(r));
+    }
+    while rx.pop().is_some() {}
+    out.records
 }
 
 fn bench(c: &mut Criterion) {
@@ -133,7 +152,12 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group("worker_offline");
         g.throughput(Throughput::Elements(trace.frames.len() as u64));
         g.sample_size(10);
-        g.bench_function(&trace.name, |b| b.iter(|| run_once(&trace.frames)));
+        g.bench_function(format!("{}/names", trace.name), |b| {
+            b.iter(|| run_once(&trace.frames, true))
+        });
+        g.bench_function(format!("{}/no-names", trace.name), |b| {
+            b.iter(|| run_once(&trace.frames, false))
+        });
         g.finish();
     }
 }

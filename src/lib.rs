@@ -11,5 +11,6 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod flow;
+pub mod names;
 pub mod output;
 pub mod synth;

@@ -386,5 +386,6 @@ fn sample_record() -> nameflow::output::record::ConnRecord {
         tunnel_parents: [None, None],
         ip_proto: 6,
         community_id: CommunityId::default(),
+        names: Default::default(),
     }
 }

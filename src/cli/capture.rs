@@ -1,6 +1,6 @@
 //! `nameflow capture`: live capture from a network interface through AF_XDP.
 
-use super::common::{FlowArgs, OutputArgs};
+use super::common::{FlowArgs, NameArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use nameflow::capture::xdp::{FilterAction, FilterRule, XdpConfig, XdpMode};
@@ -108,6 +108,8 @@ pub struct CaptureArgs {
     output: OutputArgs,
     #[command(flatten)]
     flow: FlowArgs,
+    #[command(flatten)]
+    names: NameArgs,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, flag: &str) -> anyhow::Result<Vec<T>> {
@@ -221,6 +223,8 @@ impl CaptureArgs {
             record_queue_capacity: 8192,
             stats_interval: seconds(self.stats_interval, "--stats-interval")?,
             status: !self.quiet,
+            names: self.names.names_config()?,
+            name_state: self.names.name_state.clone(),
         })
     }
 }
@@ -253,6 +257,9 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
             );
         }
     });
+    for w in &report.warnings {
+        eprintln!("nameflow: warning: {w}");
+    }
     if report.attached.is_some() {
         print_summary(&report);
     }

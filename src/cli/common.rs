@@ -121,3 +121,78 @@ pub fn worker_count(flag: Option<usize>) -> anyhow::Result<usize> {
             .unwrap_or(1)),
     }
 }
+
+/// Name settings (which host name each address had when a connection started).
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// Do not learn names: conn.log's orig_name/resp_name columns stay unset.
+    #[arg(long)]
+    pub no_names: bool,
+    /// Name-cache mappings one worker may replicate to the others per second (token bucket,
+    /// packet time); beyond it replication is skipped and counted.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub name_rate: u32,
+    /// Burst allowed above --name-rate (default: twice the rate).
+    #[arg(long, value_name = "N")]
+    pub name_burst: Option<u32>,
+    /// Shortest life of a mapping whatever its DNS TTL (SNI, HTTP and DHCP carry no TTL).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub name_ttl_floor: String,
+    /// Longest life of a mapping whatever its DNS TTL.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub name_ttl_cap: String,
+    /// Addresses each worker's name cache holds at most; the least recently used is evicted
+    /// beyond it (memory: about 1.3 KiB per address).
+    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    pub name_max_entries: usize,
+    /// How long after a connection's first packet a name still counts as the one it had
+    /// (a DNS answer handled on another core just after the SYN).
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    pub name_tolerance: String,
+    /// Load the name cache from FILE at start (if it exists) and save it there at exit, so a
+    /// restart keeps its names. A corrupt or foreign file is reported and ignored.
+    #[arg(long, value_name = "FILE")]
+    pub name_state: Option<std::path::PathBuf>,
+}
+
+impl NameArgs {
+    /// Validated name settings; `None` with --no-names.
+    pub fn names_config(&self) -> anyhow::Result<Option<nameflow::names::NamesConfig>> {
+        if self.no_names {
+            return Ok(None);
+        }
+        let secs = |flag: &str, v: &str| -> anyhow::Result<u32> {
+            let d = humantime::parse_duration(v)
+                .with_context(|| format!("bad {flag} {v:?}: give a duration such as 30s or 1h"))?;
+            Ok(d.as_secs().min(u64::from(u32::MAX)) as u32)
+        };
+        let ttl_floor_s = secs("--name-ttl-floor", &self.name_ttl_floor)?;
+        let ttl_cap_s = secs("--name-ttl-cap", &self.name_ttl_cap)?;
+        if ttl_cap_s < ttl_floor_s {
+            bail!(
+                "--name-ttl-cap ({ttl_cap_s}s) must not be below --name-ttl-floor ({ttl_floor_s}s)"
+            );
+        }
+        if self.name_max_entries == 0 {
+            bail!("--name-max-entries must be at least 1");
+        }
+        let tolerance = humantime::parse_duration(&self.name_tolerance).with_context(|| {
+            format!(
+                "bad --name-tolerance {:?}: give a duration such as 500ms",
+                self.name_tolerance
+            )
+        })?;
+        Ok(Some(nameflow::names::NamesConfig {
+            ttl_floor_s,
+            ttl_cap_s,
+            max_entries: self.name_max_entries,
+            rate_per_s: self.name_rate,
+            burst: self
+                .name_burst
+                .unwrap_or_else(|| self.name_rate.saturating_mul(2))
+                .max(1),
+            tolerance_ns: tolerance.as_nanos().min(u128::from(u64::MAX)) as u64,
+            ..nameflow::names::NamesConfig::default()
+        }))
+    }
+}

@@ -1,6 +1,6 @@
 //! `nameflow read`: capture files in, logs out.
 
-use super::common::{worker_count, FlowArgs, OutputArgs};
+use super::common::{worker_count, FlowArgs, NameArgs, OutputArgs};
 use nameflow::config::Config;
 use nameflow::decode::DecodeConfig;
 use nameflow::engine::{run_read, ReadConfig, ReadReport};
@@ -27,6 +27,8 @@ pub struct ReadArgs {
     output: OutputArgs,
     #[command(flatten)]
     flow: FlowArgs,
+    #[command(flatten)]
+    names: NameArgs,
     /// Do not pin worker threads to cores.
     #[arg(long)]
     no_pin: bool,
@@ -44,9 +46,14 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
         output: args.output.output_config(&config.output)?,
         queue_capacity: 8192,
         record_queue_capacity: 4096,
+        names: args.names.names_config()?,
+        name_state: args.names.name_state.clone(),
         inputs: args.inputs,
     };
     let (report, result) = run_read(&cfg);
+    for w in &report.warnings {
+        eprintln!("nameflow: warning: {w}");
+    }
     print_summary(&report);
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),

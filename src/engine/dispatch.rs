@@ -11,6 +11,7 @@ use crate::flow::conn_uid;
 use crate::flow::expect::{ftp_announcement, Expectation};
 use crate::flow::key::{Endpoints, FlowKey};
 use crate::flow::summary::PacketSummary;
+use crate::names::{Evidence, EvidenceCounters, EvidenceParser};
 use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
 use hashbrown::HashMap;
 
@@ -32,6 +33,9 @@ pub enum Dispatched {
     /// A connection announced by a control connection: every worker must learn it, since
     /// the announced connection's owner is not known yet. Sent before the packet itself.
     Expect(Expectation),
+    /// Name evidence for the worker that owns the flow that carried it (parsed here, where
+    /// the whole payload is; the summary keeps only its first bytes). Sent before the packet.
+    Name(usize, Evidence),
 }
 
 /// Counters of the dispatch step (plain integers: one dispatcher per thread).
@@ -90,6 +94,10 @@ pub struct Dispatcher {
     uid_seed: u64,
     tunnels: TunnelTable,
     counters: DispatchCounters,
+    /// Name evidence parsing; `None` with `--no-names`.
+    names: Option<EvidenceParser>,
+    /// The largest packet time seen so far: the clock evidence is stamped with.
+    clock: u64,
 }
 
 fn encap_key(e: &Encap) -> FlowKey {
@@ -123,7 +131,15 @@ impl Dispatcher {
                 udp_idle_ns,
             },
             counters: DispatchCounters::default(),
+            names: None,
+            clock: 0,
         }
+    }
+
+    /// Also parses name evidence (DNS, mDNS, LLMNR, SNI, HTTP Host, DHCP) from every packet.
+    pub fn with_names(mut self, on: bool) -> Dispatcher {
+        self.names = on.then(EvidenceParser::new);
+        self
     }
 
     /// Decodes `frame` and calls `emit` for each packet in it, outermost first (and for each
@@ -135,11 +151,14 @@ impl Dispatcher {
     ) -> Result<(), DecodeError> {
         self.counters.frames += 1;
         let ts = frame.ts_ns;
+        self.clock = self.clock.max(ts);
+        let clock = self.clock;
         let workers = self.workers;
         let seed = self.uid_seed;
         let me = self.me;
         let tunnels = &mut self.tunnels;
         let counters = &mut self.counters;
+        let names = &mut self.names;
         self.decoder
             .decode(frame.link, ts, frame.data, |p: &Packet<'_>| {
                 let (key, _) = Endpoints::of_packet(p).key();
@@ -164,6 +183,9 @@ impl Dispatcher {
                         emit(Dispatched::Expect(e));
                     }
                 }
+                if let Some(np) = names.as_mut() {
+                    np.extract(p, ts, clock, |ev| emit(Dispatched::Name(owner, ev)));
+                }
                 emit(Dispatched::Packet(
                     owner,
                     PacketSummary::from_packet(p, ts, parents),
@@ -174,6 +196,19 @@ impl Dispatcher {
     /// Counters of this dispatcher.
     pub fn counters(&self) -> DispatchCounters {
         self.counters
+    }
+
+    /// Counters of name evidence parsing (zero when names are off).
+    pub fn evidence_counters(&self) -> EvidenceCounters {
+        self.names
+            .as_ref()
+            .map(EvidenceParser::counters)
+            .unwrap_or_default()
+    }
+
+    /// The dispatcher's clock: the largest packet time it has seen.
+    pub fn clock(&self) -> u64 {
+        self.clock
     }
 
     /// Counters of this dispatcher's decoder.

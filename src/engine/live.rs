@@ -19,7 +19,9 @@
 use super::dispatch::{Dispatched, Dispatcher};
 use super::spsc::{self, Consumer, Producer};
 use super::stats::{Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats};
-use super::worker::{apply, FullPolicy, RecordOut, ToWorker};
+use super::worker::{
+    apply, apply_named, FullPolicy, NamesReport, RecordOut, ToWorker, WorkerNames,
+};
 use crate::capture::xdp::{
     AttachedMode, Interface, XdpConfig, XdpError, XdpMode, XdpProgram, MAX_QUEUES,
 };
@@ -27,6 +29,8 @@ use crate::capture::xsk::{XskConfig, XskError, XskSocket};
 use crate::capture::Frame;
 use crate::decode::{DecodeConfig, LinkType};
 use crate::flow::{FlowConfig, Shard};
+use crate::names::mesh::{self, MeshPolicy};
+use crate::names::{NameNode, NamesConfig};
 use crate::output::clock::wall_ns;
 use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, Writer, WriterReport};
@@ -86,6 +90,10 @@ pub struct CaptureConfig {
     pub stats_interval: Duration,
     /// Print a status line to stderr every interval.
     pub status: bool,
+    /// Names (`None`: `--no-names`).
+    pub names: Option<NamesConfig>,
+    /// Where the name cache is loaded from at start and saved to at exit.
+    pub name_state: Option<std::path::PathBuf>,
 }
 
 /// How one queue is captured.
@@ -105,6 +113,13 @@ pub struct CaptureReport {
     /// The last gathering, at exit (after every flow was flushed).
     pub last: Snapshot,
     pub writer: WriterReport,
+    /// Every worker's name counters, and the largest replica.
+    pub names: NamesReport,
+    /// Mappings restored from / saved to the name state file.
+    pub names_restored: usize,
+    pub names_saved: usize,
+    /// Problems with the name state file that did not stop capture.
+    pub warnings: Vec<String>,
 }
 
 /// Why a run failed.
@@ -242,6 +257,26 @@ fn run(
             .collect(),
     };
 
+    // Names: one node per worker over a full mesh of replication queues (drop when full).
+    let restored = super::offline::load_name_state(cfg.name_state.as_ref(), &mut report.warnings);
+    report.names_restored = restored.len();
+    let mut worker_names: Vec<Option<WorkerNames>> = match &cfg.names {
+        Some(ncfg) => mesh::links(n, ncfg.queue_capacity)
+            .into_iter()
+            .enumerate()
+            .map(|(w, l)| {
+                let mut node =
+                    NameNode::new(ncfg, l, MeshPolicy::Drop, cfg.flow.local_nets.clone());
+                for s in &restored {
+                    node.replica_mut().restore(&s.evidence, s.expires_ns);
+                }
+                Some(WorkerNames::live(node, w))
+            })
+            .collect(),
+        None => (0..n).map(|_| None).collect(),
+    };
+    drop(restored);
+
     let board = StatsBoard::new(n);
     // Workers that have left their loop; the main thread stops waiting once all have.
     let finished = AtomicUsize::new(0);
@@ -251,10 +286,11 @@ fn run(
     let result = std::thread::scope(|s| -> Result<(), CaptureError> {
         let writer_handle = s.spawn(move || writer.run());
         let mut handles = Vec::with_capacity(n);
-        for (w, ((socks, tx), (rx, records))) in sockets
+        for (w, (((socks, tx), (rx, records)), names)) in sockets
             .into_iter()
             .zip(mesh_tx)
             .zip(mesh_rx.into_iter().zip(conn_tx))
+            .zip(worker_names.drain(..))
             .enumerate()
         {
             let core = if cores.is_empty() {
@@ -272,6 +308,7 @@ fn run(
                 board: &board,
                 drain: &drain,
                 finished: &finished,
+                names,
             };
             let (decode, flow) = (cfg.decode, &cfg.flow);
             handles.push(s.spawn(move || {
@@ -354,9 +391,25 @@ fn run(
         }
         drain.store(true, Ordering::Release);
         let mut panicked = false;
+        let mut nodes = Vec::new();
         for h in handles {
-            if h.join().is_err() {
-                panicked = true;
+            match h.join() {
+                Ok(names) => nodes.extend(names),
+                Err(_) => panicked = true,
+            }
+        }
+        for w in &nodes {
+            let r = w.report();
+            report.names.node.add(&r.node);
+            report.names.replica.entries = report.names.replica.entries.max(r.replica.entries);
+            report.names.replica.bytes += r.replica.bytes;
+        }
+        if let (Some(path), false) = (&cfg.name_state, nodes.is_empty()) {
+            let refs: Vec<&NameNode> = nodes.iter().map(|w| &w.node).collect();
+            let state = super::offline::merged_state(&refs);
+            match crate::names::snapshot::save(path, wall_ns(), &state) {
+                Ok(()) => report.names_saved = state.len(),
+                Err(e) => report.warnings.push(e.to_string()),
             }
         }
         let last = gather(xdp_final);
@@ -399,6 +452,7 @@ struct WorkerCtx<'a> {
     board: &'a StatsBoard,
     drain: &'a AtomicBool,
     finished: &'a AtomicUsize,
+    names: Option<WorkerNames>,
 }
 
 /// Counts the worker leaving its loop, whether it returns or unwinds, so the main thread
@@ -411,7 +465,11 @@ impl Drop for FinishGuard<'_> {
     }
 }
 
-fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) {
+fn run_live_worker(
+    ctx: WorkerCtx<'_>,
+    decode: DecodeConfig,
+    flow: &FlowConfig,
+) -> Option<WorkerNames> {
     let WorkerCtx {
         me,
         workers,
@@ -422,6 +480,7 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
         board,
         drain,
         finished,
+        mut names,
     } = ctx;
     let guard = FinishGuard(finished);
     let mut dispatcher = Dispatcher::new(
@@ -430,7 +489,8 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
         Some(me),
         flow.uid_seed,
         flow.udp_inactivity_ns,
-    );
+    )
+    .with_names(names.is_some());
     let mut shard = Shard::new(flow);
     let mut st = WorkerStats {
         zero_copy: u64::from(sockets.iter().all(XskSocket::zero_copy)),
@@ -457,9 +517,16 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
                 if matches!(msg, ToWorker::Packet(_)) {
                     st.forwarded_in += 1;
                 }
-                apply(&mut shard, msg, &mut out);
+                match names.as_mut() {
+                    Some(n) => apply_named(&mut shard, n, msg, &mut out),
+                    None => apply(&mut shard, msg, &mut out),
+                }
                 got_in += 1;
             }
+        }
+        // Replication from the other workers, between RX batches.
+        if let Some(n) = names.as_mut() {
+            n.sync(&mut out);
         }
         let got = rx_round(
             &mut sockets,
@@ -470,10 +537,17 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
             &mut shard,
             &mut out,
             now,
+            &mut names,
         );
         if now >= last_tick + TICK_NS {
             last_tick = now;
-            shard.advance(now, &mut |r| out.emit(r));
+            match names.as_mut() {
+                Some(n) => {
+                    shard.advance(now, &mut |r| n.emit(r, &mut out));
+                    n.tick(now);
+                }
+                None => shard.advance(now, &mut |r| out.emit(r)),
+            }
         }
         if now >= last_socket_stats + SOCKET_STATS_NS {
             last_socket_stats = now;
@@ -508,7 +582,10 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
                 if matches!(msg, ToWorker::Packet(_)) {
                     st.forwarded_in += 1;
                 }
-                apply(&mut shard, msg, &mut out);
+                match names.as_mut() {
+                    Some(n) => apply_named(&mut shard, n, msg, &mut out),
+                    None => apply(&mut shard, msg, &mut out),
+                }
                 got += 1;
             }
         }
@@ -519,10 +596,17 @@ fn run_live_worker(ctx: WorkerCtx<'_>, decode: DecodeConfig, flow: &FlowConfig) 
             std::thread::yield_now();
         }
     }
-    shard.flush(&mut |r| out.emit(r));
+    match names.as_mut() {
+        Some(n) => {
+            n.finish(&mut out);
+            shard.flush(&mut |r| n.emit(r, &mut out));
+        }
+        None => shard.flush(&mut |r| out.emit(r)),
+    }
     read_socket_stats(&sockets, &mut sock_stats, &mut st);
     publish(board, me, &mut st, &dispatcher, &shard, &out);
     drop(guard);
+    names
 }
 
 /// Reads one batch from each socket and routes every packet: into the shard when this
@@ -537,6 +621,7 @@ fn rx_round(
     shard: &mut Shard,
     out: &mut RecordOut,
     now: u64,
+    names: &mut Option<WorkerNames>,
 ) -> usize {
     let mut got = 0;
     for sock in sockets.iter_mut() {
@@ -551,8 +636,24 @@ fn rx_round(
             };
             // Undecodable frames are counted by the decoder.
             let _ = dispatcher.dispatch(&frame, |d| match d {
-                Dispatched::Packet(owner, summary) if owner == me => {
-                    shard.process(&summary, &mut |r| out.emit(r));
+                Dispatched::Packet(owner, summary) if owner == me => match names.as_mut() {
+                    Some(n) => shard.process(&summary, &mut |r| n.emit(r, out)),
+                    None => shard.process(&summary, &mut |r| out.emit(r)),
+                },
+                Dispatched::Name(owner, ev) if owner == me => {
+                    if let Some(n) = names.as_mut() {
+                        n.node.on_evidence(&ev);
+                    }
+                }
+                Dispatched::Name(owner, ev) => {
+                    // Evidence crosses the same queue as the packets of its flow; a full
+                    // queue drops it and counts it like a packet.
+                    let pushed = to_others[owner]
+                        .as_ref()
+                        .is_some_and(|q| q.try_push(ToWorker::Name(ev)));
+                    if !pushed {
+                        st.forward_dropped += 1;
+                    }
                 }
                 Dispatched::Packet(owner, summary) => {
                     let pushed = to_others[owner]

@@ -6,11 +6,14 @@
 
 use super::dispatch::{DispatchCounters, Dispatched, Dispatcher};
 use super::spsc;
-use super::worker::{run_worker, FullPolicy, ToWorker, WorkerReport};
+use super::worker::{run_worker, FullPolicy, ToWorker, WorkerNames, WorkerReport};
 use crate::capture::pcap::PcapReader;
 use crate::capture::{CaptureError, FrameSource};
 use crate::decode::{DecodeConfig, DecodeCounters};
 use crate::flow::FlowConfig;
+use crate::names::mesh::{self, MeshPolicy, Progress};
+use crate::names::snapshot::{self, Saved, SnapshotError};
+use crate::names::{EvidenceCounters, NameNode, NamesConfig};
 use crate::output::clock::{floor_boundary, next_boundary};
 use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
@@ -34,6 +37,10 @@ pub struct ReadConfig {
     pub queue_capacity: usize,
     /// Capacity of each worker → writer queue, in records.
     pub record_queue_capacity: usize,
+    /// Names (`None`: `--no-names`).
+    pub names: Option<NamesConfig>,
+    /// Where the name cache is loaded from at start and saved to at exit.
+    pub name_state: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -43,6 +50,15 @@ pub struct ReadReport {
     pub decode: DecodeCounters,
     pub workers: Vec<WorkerReport>,
     pub writer: WriterReport,
+    /// Name evidence parsed by the reader's dispatcher.
+    pub evidence: EvidenceCounters,
+    /// Mappings restored from the name state file at start.
+    pub names_restored: usize,
+    /// Mappings saved to the name state file at exit.
+    pub names_saved: usize,
+    /// Problems with the name state file that did not stop the run (a corrupt file is
+    /// ignored; the run starts cold).
+    pub warnings: Vec<String>,
 }
 
 /// Why a run failed. An input error still leaves a complete log of what came before it.
@@ -54,6 +70,40 @@ pub enum ReadError {
     Output(#[from] OutputError),
     #[error("a worker thread panicked; this is a bug, please report it with the input file")]
     WorkerPanic,
+    #[error(transparent)]
+    NameState(#[from] SnapshotError),
+}
+
+/// Loads the name state file, if any; a file that cannot be used is reported and skipped.
+pub(crate) fn load_name_state(path: Option<&PathBuf>, warnings: &mut Vec<String>) -> Vec<Saved> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    match snapshot::load(path) {
+        Ok(Some(v)) => v,
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            warnings.push(e.to_string());
+            Vec::new()
+        }
+    }
+}
+
+/// Every worker's replica merged (one entry per address, name and client) for the state file.
+pub(crate) fn merged_state(nodes: &[&NameNode]) -> Vec<Saved> {
+    let mut seen = hashbrown::HashSet::new();
+    let mut out = Vec::new();
+    for node in nodes {
+        node.replica().for_each(|ev, expires_ns| {
+            if seen.insert((ev.addr, ev.name, ev.client, ev.ts_ns)) {
+                out.push(Saved {
+                    evidence: ev,
+                    expires_ns,
+                });
+            }
+        });
+    }
+    out
 }
 
 /// Runs the whole pipeline. On an input error the records of everything read before the
@@ -104,19 +154,49 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         None,
         cfg.flow.uid_seed,
         cfg.flow.udp_inactivity_ns,
-    );
+    )
+    .with_names(cfg.names.is_some());
 
+    // Names: one node per worker over a full mesh; offline a full replication queue waits
+    // (while draining), and records wait for every worker to pass their lookup time.
+    let progress = Progress::new(n);
+    let restored = load_name_state(cfg.name_state.as_ref(), &mut report.warnings);
+    report.names_restored = restored.len();
+    let mut worker_names: Vec<Option<WorkerNames>> = match &cfg.names {
+        Some(ncfg) => mesh::links(n, ncfg.queue_capacity)
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut node =
+                    NameNode::new(ncfg, l, MeshPolicy::Wait, cfg.flow.local_nets.clone());
+                for s in &restored {
+                    node.replica_mut().restore(&s.evidence, s.expires_ns);
+                }
+                Some(WorkerNames::offline(node, i, progress.clone()))
+            })
+            .collect(),
+        None => (0..n).map(|_| None).collect(),
+    };
+    drop(restored);
+
+    let mut names_saved = 0;
+    let mut state_error = None;
     let scope_result = std::thread::scope(|s| {
         let writer = s.spawn(move || writer.run());
         let mut handles = Vec::with_capacity(n);
-        for (i, (inbox, records)) in inboxes.into_iter().zip(record_producers).enumerate() {
+        for (i, ((inbox, records), names)) in inboxes
+            .into_iter()
+            .zip(record_producers)
+            .zip(worker_names.drain(..))
+            .enumerate()
+        {
             let core = cores.get(i % cores.len().max(1)).copied();
             let flow = &cfg.flow;
             handles.push(s.spawn(move || {
                 if let Some(c) = core {
                     core_affinity::set_for_current(c);
                 }
-                run_worker(vec![inbox], flow, records, FullPolicy::Wait)
+                run_worker(vec![inbox], flow, records, FullPolicy::Wait, names)
             }));
         }
 
@@ -157,6 +237,9 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                         q.push_wait(ToWorker::Expect(e));
                     }
                 }
+                Dispatched::Name(owner, ev) => {
+                    to_workers[owner].push_wait(ToWorker::Name(ev));
+                }
             });
             if ts >= last_tick.saturating_add(TICK_NS) {
                 last_tick = ts;
@@ -165,17 +248,32 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                     q.push_wait(ToWorker::Tick(ts));
                 }
             }
+            // Every frame whose clock is below this one's has been handed over (idle workers
+            // count themselves that far).
+            progress.reader_at(dispatcher.clock());
         }
         // The logs close at the time of the last packet.
         clock.advance(last_ts);
         // Closing the inboxes tells the workers to flush and finish.
         drop(to_workers);
         let mut workers = Vec::with_capacity(n);
+        let mut nodes = Vec::with_capacity(n);
         let mut panicked = false;
         for h in handles {
             match h.join() {
-                Ok(r) => workers.push(r),
+                Ok((r, names)) => {
+                    workers.push(r);
+                    nodes.extend(names);
+                }
                 Err(_) => panicked = true,
+            }
+        }
+        if let (Some(path), false) = (&cfg.name_state, nodes.is_empty() || panicked) {
+            let refs: Vec<&NameNode> = nodes.iter().map(|w| &w.node).collect();
+            let state = merged_state(&refs);
+            match snapshot::save(path, last_ts, &state) {
+                Ok(()) => names_saved = state.len(),
+                Err(e) => state_error = Some(e),
             }
         }
         let w = writer.join();
@@ -186,6 +284,11 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     report.workers = workers;
     report.dispatch = dispatcher.counters();
     report.decode = dispatcher.decode_counters();
+    report.evidence = dispatcher.evidence_counters();
+    report.names_saved = names_saved;
+    if let Some(e) = state_error {
+        return (report, Err(e.into()));
+    }
     match writer_result {
         Ok(Ok(w)) => report.writer = w,
         Ok(Err(e)) => return (report, Err(e.into())),
@@ -199,9 +302,10 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
 
 /// Holds the reader at a rotation boundary `at` until the logs have rotated there, so that each
 /// record lands in the file of the packet time it was emitted at, however far ahead of the
-/// writer the reader runs. Every worker first expires what is due before `at`; it gets that
-/// tick twice because a worker that has taken the second one from its inbox has finished the
-/// first, so its records are queued. Then the clock moves to `at` and the writer, once it has
+/// writer the reader runs. Every worker first expires what is due before `at`, then names the
+/// records that wait for names (a `Barrier`); it gets the tick again after that because a
+/// worker that has taken the second tick from its inbox has finished the barrier, so its
+/// records are queued. Then the clock moves to `at` and the writer, once it has
 /// written everything queued, rotates and says so. `stop` ends the wait when a thread has
 /// ended early (an output error), which the caller then reports.
 fn rotation_barrier(
@@ -213,6 +317,7 @@ fn rotation_barrier(
     let before = at.saturating_sub(1);
     for q in to_workers {
         q.push_wait(ToWorker::Tick(before));
+        q.push_wait(ToWorker::Barrier(before));
         q.push_wait(ToWorker::Tick(before));
     }
     for q in to_workers {

@@ -1068,6 +1068,9 @@ impl Conn {
                 self.resp_port,
                 self.icmp,
             ),
+            // Names are looked up by the worker when it emits the record (flow knows nothing
+            // of names).
+            names: Default::default(),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The connection record, in Zeek 8's `conn.log` column order.
 //!
 //! Every type here is `Copy` and fixed-size so a record can cross a bounded SPSC queue without
-//! allocating. Our own columns (`community_id`) come after Zeek's and never reuse a Zeek name.
+//! allocating. Our own columns (`community_id`, then the names) come after Zeek's and never
+//! reuse a Zeek name.
 
 use super::schema::{Field, FieldSink, LogRecord, Schema, ZeekScalar, ZeekType};
 use super::zeek::micros_differ;
+use crate::names::{Name, NameSource};
 use std::net::IpAddr;
 
 /// A Zeek-style unique connection identifier: `C` followed by base62 digits.
@@ -304,6 +306,25 @@ impl std::fmt::Debug for CommunityId {
     }
 }
 
+/// The name an address had when a connection started, and what proved it. Unknown when
+/// `source` is `None` (JSON leaves both columns out, TSV writes `-`).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct HostName {
+    /// Lower-case, inline (up to 255 bytes).
+    pub name: Name,
+    pub source: Option<NameSource>,
+}
+
+/// The names of both ends of a connection (filled in by the worker when the record is
+/// produced; `flow` leaves them unknown).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct ConnNames {
+    /// `orig_name` and `orig_name_src`.
+    pub orig: HostName,
+    /// `resp_name` and `resp_name_src`.
+    pub resp: HostName,
+}
+
 /// Up to two encapsulating connections (Zeek's `tunnel_parents`).
 pub const MAX_TUNNEL_PARENTS: usize = 2;
 
@@ -358,6 +379,10 @@ pub struct ConnRecord {
     pub ip_proto: u8,
     /// `community_id` (ours, after Zeek's columns): Community ID v1, seed 0.
     pub community_id: CommunityId,
+    /// `orig_name`, `orig_name_src`, `resp_name`, `resp_name_src` (ours): the name each end
+    /// had when the connection started and its source (`A`, `AAAA`, `CNAME`, `PTR`, `MDNS`,
+    /// `LLMNR`, `SNI`, `HTTP`, `DHCP`); see `docs/names.md`.
+    pub names: ConnNames,
 }
 
 /// The `conn.log` columns: Zeek 8's, in its order, then ours.
@@ -387,8 +412,26 @@ pub static CONN: Schema = Schema::new(
         Field::new("tunnel_parents", ZeekType::Set(ZeekScalar::String)),
         Field::new("ip_proto", ZeekType::Count),
         Field::new("community_id", ZeekType::String),
+        Field::new("orig_name", ZeekType::String),
+        Field::new("orig_name_src", ZeekType::String),
+        Field::new("resp_name", ZeekType::String),
+        Field::new("resp_name_src", ZeekType::String),
     ],
 );
+
+/// Writes a name and its source, or two unset columns.
+fn write_host<S: FieldSink>(h: &HostName, out: &mut S) {
+    match h.source {
+        Some(src) if !h.name.is_empty() => {
+            out.string(h.name.as_bytes());
+            out.string(src.as_str().as_bytes());
+        }
+        _ => {
+            out.unset();
+            out.unset();
+        }
+    }
+}
 
 impl LogRecord for ConnRecord {
     fn schema() -> &'static Schema {
@@ -472,6 +515,8 @@ impl LogRecord for ConnRecord {
         } else {
             out.string(cid.as_bytes());
         }
+        write_host(&self.names.orig, out);
+        write_host(&self.names.resp, out);
     }
 }
 

@@ -266,6 +266,7 @@ pub(crate) mod tests {
             tunnel_parents: [None, None],
             ip_proto: 6,
             community_id: CommunityId::default(),
+            names: Default::default(),
         }
     }
 
@@ -308,9 +309,15 @@ pub(crate) mod tests {
                 // The reference masks the date (and the canonifier replaces its tab).
                 assert_eq!(*o, "#open\t2011-03-18-19-06-07");
             } else if t.starts_with("#fields") {
-                assert_eq!(*o, format!("{t}\tcommunity_id"), "fields line");
+                assert_eq!(
+                    *o,
+                    format!(
+                        "{t}\tcommunity_id\torig_name\torig_name_src\tresp_name\tresp_name_src"
+                    ),
+                    "fields line"
+                );
             } else if t.starts_with("#types") {
-                assert_eq!(*o, format!("{t}\tstring"), "types line");
+                assert_eq!(*o, format!("{t}{}", "\tstring".repeat(5)), "types line");
             } else {
                 assert_eq!(o, t, "header line");
             }
@@ -330,13 +337,17 @@ pub(crate) mod tests {
         let line = encode_line(&ssh_basic_row());
         let line = line.strip_suffix('\n').expect("row ends with a newline");
         let ours: Vec<&str> = line.split('\t').collect();
-        assert_eq!(ours.len(), theirs.len() + 1, "one extra column: {line}");
+        assert_eq!(ours.len(), theirs.len() + 5, "five extra columns: {line}");
         assert_eq!(ours[0], "1324071333.493287");
         // Skip ts (masked) and uid (seed-dependent); compare every other Zeek column.
         for i in 2..theirs.len() {
             assert_eq!(ours[i], theirs[i], "column {}", CONN.fields[i].name);
         }
-        assert_eq!(ours[theirs.len()], "-", "community_id unset");
+        assert_eq!(
+            ours[theirs.len()..],
+            ["-"; 5],
+            "community_id and names unset"
+        );
     }
 
     #[test]

@@ -1,0 +1,253 @@
+//! Names: which host name each address had when a connection started.
+//!
+//! - [`evidence`]: what proves a name, parsed at dispatch from the full payload (DNS over UDP
+//!   and TCP, mDNS, LLMNR, TLS ClientHello SNI, HTTP Host, DHCP host name) into fixed-size
+//!   `Copy` [`Evidence`] values; the wire views are in [`dns`], [`tls`], [`http`], [`dhcp`].
+//! - [`cache`]: one worker's replica: a bounded, LRU-evicted table of addresses, each with a
+//!   short history of names in packet-time order, so a lookup answers "as of" an instant.
+//! - [`bucket`]: the token bucket that bounds how fast one worker replicates.
+//! - [`mesh`]: the replication node each worker runs: insert evidence, push new or changed
+//!   mappings to every other worker over bounded SPSC queues (no manager, no central copy),
+//!   drain what the others send, and name a finished connection's two ends.
+//! - [`snapshot`]: the replica as an `rkyv` file for a warm restart, validated on load.
+//!
+//! Nothing here allocates per packet in the steady state: names are inline buffers, tables
+//! are bounded and sized at start-up or grow up to their bound, queues are bounded.
+
+pub mod bucket;
+pub mod cache;
+pub mod dhcp;
+pub mod dns;
+pub mod evidence;
+pub mod http;
+pub mod mesh;
+pub mod snapshot;
+pub mod tls;
+
+pub use cache::{Replica, ReplicaStats};
+pub use evidence::{EvidenceCounters, EvidenceParser};
+pub use mesh::{NameNode, NodeCounters, NodeLinks};
+
+use std::net::IpAddr;
+
+/// Longest name kept (a DNS name in text form is at most 253 bytes; SNI and Host are cut).
+pub const NAME_CAP: usize = 255;
+
+/// A host name stored inline: lower-case, without a trailing dot. `Copy` and fixed-size so
+/// that evidence, replication messages and records never allocate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name {
+    len: u8,
+    buf: [u8; NAME_CAP],
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name {
+            len: 0,
+            buf: [0; NAME_CAP],
+        }
+    }
+}
+
+impl Name {
+    /// A name from text: ASCII letters are lower-cased, a trailing dot is dropped, and text
+    /// longer than [`NAME_CAP`] is cut.
+    pub fn new(s: &[u8]) -> Name {
+        let mut n = Name::default();
+        let s = s.strip_suffix(b".").unwrap_or(s);
+        for &b in s.iter().take(NAME_CAP) {
+            n.push_byte(b);
+        }
+        n
+    }
+
+    /// Appends one byte (lower-cased); false when the name is full.
+    #[inline]
+    pub fn push_byte(&mut self, b: u8) -> bool {
+        if self.len as usize >= NAME_CAP {
+            return false;
+        }
+        self.buf[self.len as usize] = b.to_ascii_lowercase();
+        self.len += 1;
+        true
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets the name (keeps the buffer).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// What proved a mapping. The order is the order of `namecache.log`'s per-source counts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
+pub enum NameSource {
+    /// A DNS A record whose owner is the queried name.
+    A = 0,
+    /// A DNS AAAA record whose owner is the queried name.
+    Aaaa = 1,
+    /// A DNS A/AAAA record reached from the queried name through a CNAME chain; the name is
+    /// the queried one.
+    Cname = 2,
+    /// A DNS PTR answer (in-addr.arpa / ip6.arpa).
+    Ptr = 3,
+    /// An mDNS answer (UDP 5353).
+    Mdns = 4,
+    /// An LLMNR answer (UDP 5355).
+    Llmnr = 5,
+    /// The server name of a TLS ClientHello, naming the server it was sent to.
+    Sni = 6,
+    /// The Host header of an HTTP/1.x request, naming the server it was sent to.
+    Http = 7,
+    /// A DHCP host name (option 12), naming the client's address.
+    Dhcp = 8,
+}
+
+impl NameSource {
+    /// Every source, in order.
+    pub const ALL: [NameSource; 9] = [
+        NameSource::A,
+        NameSource::Aaaa,
+        NameSource::Cname,
+        NameSource::Ptr,
+        NameSource::Mdns,
+        NameSource::Llmnr,
+        NameSource::Sni,
+        NameSource::Http,
+        NameSource::Dhcp,
+    ];
+
+    /// The spelling in `orig_name_src` / `resp_name_src`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::A => "A",
+            NameSource::Aaaa => "AAAA",
+            NameSource::Cname => "CNAME",
+            NameSource::Ptr => "PTR",
+            NameSource::Mdns => "MDNS",
+            NameSource::Llmnr => "LLMNR",
+            NameSource::Sni => "SNI",
+            NameSource::Http => "HTTP",
+            NameSource::Dhcp => "DHCP",
+        }
+    }
+
+    /// The source stored as a byte (snapshots).
+    pub fn from_u8(v: u8) -> Option<NameSource> {
+        NameSource::ALL.get(v as usize).copied()
+    }
+}
+
+/// One proven mapping, as it crosses from the dispatcher to the owner and from the owner to
+/// every other worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// The address that has the name.
+    pub addr: IpAddr,
+    pub name: Name,
+    pub source: NameSource,
+    /// Time of the packet that proved it.
+    pub ts_ns: u64,
+    /// TTL in seconds as the evidence gave it (0 when it gives none: SNI, HTTP).
+    pub ttl_s: u32,
+    /// For DNS, the client that asked (the answer's destination); for SNI and HTTP the client
+    /// that connected. `None` for mDNS, LLMNR and DHCP.
+    pub client: Option<IpAddr>,
+    /// The dispatcher's clock when it read the frame that carried it: the largest packet time
+    /// seen so far (equal to `ts_ns` unless the capture's timestamps go backwards). Lookups
+    /// count evidence by this clock, which grows with the position in the capture, so that
+    /// what a lookup sees is a prefix of the capture whatever the number of workers.
+    pub clk_ns: u64,
+}
+
+/// Settings, validated.
+#[derive(Clone, Debug)]
+pub struct NamesConfig {
+    /// Shortest lifetime of a mapping whatever its TTL.
+    pub ttl_floor_s: u32,
+    /// Longest lifetime of a mapping whatever its TTL.
+    pub ttl_cap_s: u32,
+    /// Addresses one replica holds at most; the least recently used is evicted beyond it.
+    pub max_entries: usize,
+    /// Replication messages one worker may send per second of packet time ...
+    pub rate_per_s: u32,
+    /// ... with bursts up to this many.
+    pub burst: u32,
+    /// How far after a connection's first packet evidence still counts (a DNS answer
+    /// processed on another core slightly after the SYN).
+    pub tolerance_ns: u64,
+    /// Capacity of each worker → worker replication queue, in messages.
+    pub queue_capacity: usize,
+}
+
+impl Default for NamesConfig {
+    fn default() -> NamesConfig {
+        NamesConfig {
+            ttl_floor_s: 3600,
+            ttl_cap_s: 86_400,
+            max_entries: 131_072,
+            rate_per_s: 20_000,
+            burst: 40_000,
+            tolerance_ns: 500_000_000,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+impl NamesConfig {
+    /// The lifetime of a mapping with this TTL.
+    pub fn lifetime_ns(&self, ttl_s: u32) -> u64 {
+        u64::from(ttl_s.clamp(self.ttl_floor_s, self.ttl_cap_s.max(self.ttl_floor_s)))
+            * 1_000_000_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lower_case_without_trailing_dot_and_bounded() {
+        assert_eq!(
+            Name::new(b"WWW.Example.COM.").as_bytes(),
+            b"www.example.com"
+        );
+        let long = vec![b'a'; 400];
+        assert_eq!(Name::new(&long).len(), NAME_CAP);
+    }
+
+    #[test]
+    fn lifetime_is_clamped() {
+        let c = NamesConfig {
+            ttl_floor_s: 60,
+            ttl_cap_s: 3600,
+            ..NamesConfig::default()
+        };
+        assert_eq!(c.lifetime_ns(0), 60_000_000_000);
+        assert_eq!(c.lifetime_ns(100), 100_000_000_000);
+        assert_eq!(c.lifetime_ns(1 << 30), 3_600_000_000_000);
+        for (i, s) in NameSource::ALL.iter().enumerate() {
+            assert_eq!(NameSource::from_u8(i as u8), Some(*s));
+        }
+    }
+}
