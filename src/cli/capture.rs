@@ -225,6 +225,7 @@ impl CaptureArgs {
             status: !self.quiet,
             names: self.names.names_config()?,
             name_state: self.names.name_state.clone(),
+            logs: self.names.logs()?,
         })
     }
 }

@@ -153,9 +153,31 @@ pub struct NameArgs {
     /// restart keeps its names. A corrupt or foreign file is reported and ignored.
     #[arg(long, value_name = "FILE")]
     pub name_state: Option<std::path::PathBuf>,
+    /// Logs to write, comma-separated: conn (always), namecache (name-cache hit rates and
+    /// replication counts, at exit).
+    #[arg(long, value_name = "LOG,...", default_value = "conn")]
+    pub logs: String,
 }
 
 impl NameArgs {
+    /// The logs asked for besides conn.log.
+    pub fn logs(&self) -> anyhow::Result<nameflow::engine::offline::Logs> {
+        let mut logs = nameflow::engine::offline::Logs::default();
+        for l in self
+            .logs
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            match l {
+                "conn" => {}
+                "namecache" => logs.namecache = true,
+                other => bail!("--logs: unknown log {other:?}; choose among conn, namecache"),
+            }
+        }
+        Ok(logs)
+    }
+
     /// Validated name settings; `None` with --no-names.
     pub fn names_config(&self) -> anyhow::Result<Option<nameflow::names::NamesConfig>> {
         if self.no_names {

@@ -48,6 +48,7 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
         record_queue_capacity: 4096,
         names: args.names.names_config()?,
         name_state: args.names.name_state.clone(),
+        logs: args.names.logs()?,
         inputs: args.inputs,
     };
     let (report, result) = run_read(&cfg);

@@ -94,6 +94,8 @@ pub struct CaptureConfig {
     pub names: Option<NamesConfig>,
     /// Where the name cache is loaded from at start and saved to at exit.
     pub name_state: Option<std::path::PathBuf>,
+    /// Logs besides conn.log and stats.log.
+    pub logs: super::offline::Logs,
 }
 
 /// How one queue is captured.
@@ -243,6 +245,13 @@ fn run(
     let mut writer = Writer::open(&cfg.output, Clock::Wall)?;
     writer.add_log(conn_rx)?;
     writer.add_log(vec![stats_rx])?;
+    let namecache_tx = if cfg.logs.namecache {
+        let (tx, rx) = spsc::channel::<crate::output::namecache::NameCacheRecord>(4);
+        writer.add_log(vec![rx])?;
+        Some(tx)
+    } else {
+        None
+    };
     let output_stats = writer.stats();
 
     let cores: Vec<Option<core_affinity::CoreId>> = match &cfg.cpus {
@@ -398,11 +407,16 @@ fn run(
                 Err(_) => panicked = true,
             }
         }
-        for w in &nodes {
-            let r = w.report();
-            report.names.node.add(&r.node);
-            report.names.replica.entries = report.names.replica.entries.max(r.replica.entries);
-            report.names.replica.bytes += r.replica.bytes;
+        let reports: Vec<NamesReport> = nodes.iter().map(WorkerNames::report).collect();
+        let summary = crate::output::namecache::NameCacheRecord::from_reports(
+            wall_ns(),
+            &reports,
+            crate::names::EvidenceCounters::default(),
+        );
+        report.names = summary.names;
+        if let Some(tx) = namecache_tx {
+            // At exit the writer still runs, so this waits at most for a few records.
+            tx.push_wait(summary);
         }
         if let (Some(path), false) = (&cfg.name_state, nodes.is_empty()) {
             let refs: Vec<&NameNode> = nodes.iter().map(|w| &w.node).collect();

@@ -15,12 +15,20 @@ use crate::names::mesh::{self, MeshPolicy, Progress};
 use crate::names::snapshot::{self, Saved, SnapshotError};
 use crate::names::{EvidenceCounters, NameNode, NamesConfig};
 use crate::output::clock::{floor_boundary, next_boundary};
+use crate::output::namecache::NameCacheRecord;
 use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
 use std::path::PathBuf;
 
 /// Packet time between two ticks sent to every worker.
 const TICK_NS: u64 = 1_000_000_000;
+
+/// Which logs besides conn.log are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Logs {
+    /// namecache.log: name-cache hit rates and replication counts (at exit offline).
+    pub namecache: bool,
+}
 
 /// Everything `nameflow read` needs, already validated.
 #[derive(Clone, Debug)]
@@ -41,6 +49,8 @@ pub struct ReadConfig {
     pub names: Option<NamesConfig>,
     /// Where the name cache is loaded from at start and saved to at exit.
     pub name_state: Option<PathBuf>,
+    /// Logs besides conn.log.
+    pub logs: Logs,
 }
 
 /// What a run did.
@@ -145,6 +155,14 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     };
     if let Err(e) = writer.add_log(record_consumers) {
         return (report, Err(e.into()));
+    }
+    let mut namecache_tx = None;
+    if cfg.logs.namecache {
+        let (tx, rx) = spsc::channel::<NameCacheRecord>(4);
+        if let Err(e) = writer.add_log(vec![rx]) {
+            return (report, Err(e.into()));
+        }
+        namecache_tx = Some(tx);
     }
 
     let mut input_result = Ok(());
@@ -267,6 +285,14 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                 }
                 Err(_) => panicked = true,
             }
+        }
+        if let Some(tx) = namecache_tx.take() {
+            let rec = NameCacheRecord::from_reports(
+                last_ts,
+                workers.iter().map(|w| &w.names),
+                dispatcher.evidence_counters(),
+            );
+            tx.push_wait(rec);
         }
         if let (Some(path), false) = (&cfg.name_state, nodes.is_empty() || panicked) {
             let refs: Vec<&NameNode> = nodes.iter().map(|w| &w.node).collect();

@@ -171,9 +171,10 @@ impl EvidenceParser {
 /// Which flavour of DNS a port pair speaks, if any (responses come from the service port).
 fn dns_flavour(src_port: u16, dst_port: u16) -> Option<NameSource> {
     match (src_port, dst_port) {
+        // A resolver's answer, whatever the client's port (even 5353).
+        (DNS_PORT, _) => Some(NameSource::A),
         (MDNS_PORT, _) | (_, MDNS_PORT) => Some(NameSource::Mdns),
         (LLMNR_PORT, _) => Some(NameSource::Llmnr),
-        (DNS_PORT, _) => Some(NameSource::A),
         _ => None,
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod json;
+pub mod namecache;
 pub mod record;
 pub mod schema;
 pub mod sink;
