@@ -115,7 +115,7 @@ fn run_once(frames: &[(u64, LinkType, Vec<u8>)], names: bool) -> u64 {
     let mut d =
         Dispatcher::new(DecodeConfig::default(), 1, Some(0), 0, 60_000_000_000).with_names(names);
     let mut shard = Shard::new(&FlowConfig::default());
-    let (tx, rx) = spsc::channel::<ConnRecord>(1 << 16);
+    let (tx, rx) = spsc::channel::<ConnRecord>(1024);
     let mut out = RecordOut::new(tx, FullPolicy::Drop);
     let mut named = WorkerNames::live(NameNode::alone(&NamesConfig::default()), 0);
     for (ts, link, data) in frames {
