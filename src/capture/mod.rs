@@ -9,6 +9,7 @@
 //!   pcap (µs and ns) and pcapng (every interface with its own link type and time resolution).
 
 pub mod pcap;
+pub mod privilege;
 pub mod xdp;
 pub mod xsk;
 

@@ -20,12 +20,16 @@ use crate::output::zeek::Civil;
 use crate::output::Encoding;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// Permissions of every log file and archive this sink creates: owner read/write, group read.
+pub const LOG_FILE_MODE: u32 = 0o640;
 
 /// One open log file.
 struct LogFile {
@@ -93,6 +97,9 @@ impl DirSink {
     fn create(&self, schema: &'static Schema, append: bool) -> Result<LogFile, OutputError> {
         let path = self.dir.join(format!("{}.log", schema.path));
         let mut opts = OpenOptions::new();
+        // Logs name hosts and workloads: readable by the service's group, never by everyone
+        // (the mode applies when the file is created; the umask can only narrow it).
+        opts.mode(LOG_FILE_MODE);
         if append {
             opts.append(true).create(true);
         } else {
@@ -432,7 +439,13 @@ fn gzip_file(path: &Path) -> Result<(), OutputError> {
         source,
     };
     let mut input = File::open(path).map_err(io)?;
-    let out = File::create(&tmp).map_err(io)?;
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(LOG_FILE_MODE)
+        .open(&tmp)
+        .map_err(io)?;
     let mut enc =
         flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
     std::io::copy(&mut input, &mut enc).map_err(io)?;
@@ -475,5 +488,11 @@ mod tests {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz), &mut s).unwrap();
         assert_eq!(s, "hello\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p.with_extension("log.gz"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o007, 0, "archives are not world-readable: {mode:o}");
     }
 }
