@@ -18,7 +18,7 @@
 
 use super::dispatch::{Dispatched, Dispatcher};
 use super::spsc::{self, Consumer, Producer};
-use super::stats::{Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats};
+use super::stats::{BatchLatency, Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats};
 use super::worker::{
     apply, apply_named, FullPolicy, NamesReport, RecordOut, ToWorker, WorkerNames,
 };
@@ -514,6 +514,9 @@ fn run_live_worker(
     let mut last_publish = 0u64;
     let mut last_socket_stats = 0u64;
     let mut idle = 0u32;
+    // Time from the round's clock read to the end of its RX batch, for rounds that read
+    // frames: one more clock read per non-empty batch, none per packet.
+    let mut latency = BatchLatency::new();
     // Per-socket statistics, summed into `st` (each socket reports cumulative values).
     let mut sock_stats = vec![crate::capture::xsk::XskStats::default(); sockets.len()];
 
@@ -553,6 +556,9 @@ fn run_live_worker(
             now,
             &mut names,
         );
+        if got > 0 {
+            latency.record(wall_ns().saturating_sub(now));
+        }
         if now >= last_tick + TICK_NS {
             last_tick = now;
             match names.as_mut() {
@@ -569,6 +575,7 @@ fn run_live_worker(
         }
         if now >= last_publish + PUBLISH_NS {
             last_publish = now;
+            latency.publish_into(&mut st);
             publish(board, me, &mut st, &dispatcher, &shard, &out);
         }
         if draining && got == 0 {
@@ -618,6 +625,7 @@ fn run_live_worker(
         None => shard.flush(&mut |r| out.emit(r)),
     }
     read_socket_stats(&sockets, &mut sock_stats, &mut st);
+    latency.publish_into(&mut st);
     publish(board, me, &mut st, &dispatcher, &shard, &out);
     drop(guard);
     names

@@ -94,6 +94,59 @@ worker_stats! {
     xsk_rx_fill_ring_empty,
     /// 1 when the socket runs in zero-copy mode, 0 in copy mode.
     zero_copy,
+    /// RX batches processed (rounds that read at least one frame).
+    batches,
+    /// Processing time of one RX batch (read, decode, dispatch, flow updates), in
+    /// nanoseconds, since start: median. The `all` row holds the largest worker's value.
+    batch_p50_ns,
+    /// 99th percentile of the batch processing time.
+    batch_p99_ns,
+    /// 99.9th percentile of the batch processing time.
+    batch_p999_ns,
+    /// Longest batch processing time.
+    batch_max_ns,
+}
+
+/// A worker's per-batch processing times (nanoseconds), recorded without allocating into
+/// a histogram sized at start; its percentiles are copied into [`WorkerStats`] when the
+/// worker publishes.
+pub struct BatchLatency {
+    hist: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for BatchLatency {
+    fn default() -> Self {
+        BatchLatency::new()
+    }
+}
+
+impl BatchLatency {
+    /// 1 ns to 60 s at 3 significant digits (about 200 KiB, allocated here once).
+    pub fn new() -> BatchLatency {
+        BatchLatency {
+            hist: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+        }
+    }
+
+    /// Records one batch; values beyond the bounds are clamped, never lost.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    /// Copies the count and percentiles into the worker's counters.
+    pub fn publish_into(&self, st: &mut WorkerStats) {
+        let h = &self.hist;
+        st.batches = h.len();
+        if h.is_empty() {
+            return;
+        }
+        st.batch_p50_ns = h.value_at_quantile(0.5);
+        st.batch_p99_ns = h.value_at_quantile(0.99);
+        st.batch_p999_ns = h.value_at_quantile(0.999);
+        st.batch_max_ns = h.max();
+    }
 }
 
 impl WorkerStats {
@@ -158,7 +211,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The workers' counters summed.
+    /// The workers' counters summed; latency percentiles are the largest worker's.
     pub fn total(&self) -> WorkerStats {
         let mut t = [0u64; WORKER_FIELDS];
         for w in &self.workers {
@@ -166,7 +219,13 @@ impl Snapshot {
                 *acc += v;
             }
         }
-        WorkerStats::from_array(t)
+        let mut t = WorkerStats::from_array(t);
+        let max = |f: fn(&WorkerStats) -> u64| self.workers.iter().map(f).max().unwrap_or(0);
+        t.batch_p50_ns = max(|w| w.batch_p50_ns);
+        t.batch_p99_ns = max(|w| w.batch_p99_ns);
+        t.batch_p999_ns = max(|w| w.batch_p999_ns);
+        t.batch_max_ns = max(|w| w.batch_max_ns);
+        t
     }
 
     /// Packets lost anywhere between the wire and the flow table: dropped by the kernel for
@@ -334,6 +393,34 @@ mod tests {
         let g = board.gather();
         assert_eq!(g[0], WorkerStats::default());
         assert_eq!(g[1], s);
+    }
+
+    #[test]
+    fn batch_latency_percentiles_reach_stats_and_the_all_row_takes_the_worst() {
+        let mut lat = BatchLatency::new();
+        for ns in 1..=1000u64 {
+            lat.record(ns * 1000);
+        }
+        let mut st = WorkerStats::default();
+        lat.publish_into(&mut st);
+        assert_eq!(st.batches, 1000);
+        let near = |v: u64, want: u64| v.abs_diff(want) * 100 <= want;
+        assert!(near(st.batch_p50_ns, 500_000), "{st:?}");
+        assert!(near(st.batch_p99_ns, 990_000), "{st:?}");
+        assert!(near(st.batch_max_ns, 1_000_000), "{st:?}");
+        let other = WorkerStats {
+            batches: 5,
+            batch_p99_ns: 7,
+            ..WorkerStats::default()
+        };
+        let snap = Snapshot {
+            ts_ns: 0,
+            workers: vec![st, other],
+            xdp: XdpStats::default(),
+        };
+        let t = snap.total();
+        assert_eq!(t.batches, 1005);
+        assert_eq!(t.batch_p99_ns, st.batch_p99_ns);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The project's chores, run as `cargo xtask <command>` (the alias lives in
-//! `.cargo/config.toml`): `demo`, `test` and `conformance`.
+//! `.cargo/config.toml`): `demo`, `test`, `conformance` and `bench`.
 //!
 //! Every external command goes through [`run`] or [`output`], which wrap failures with the
 //! command line that failed, so an error always says what xtask was doing.
 
+mod bench;
+mod bench_offline;
+mod bench_report;
 mod checks;
 mod conformance;
 mod demo;
@@ -43,6 +46,10 @@ enum Cmd {
     Test,
     /// Compare nameflow's conn.log with Zeek's on every reference in ../shared/conformance.
     Conformance(conformance::Args),
+    /// Packet loss against offered rate for nameflow, an XDP_DROP ceiling and an AF_PACKET
+    /// reader on one veth in the same run (needs root); `bench offline` for the offline
+    /// pipeline. See docs/bench.md.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Demo { synthetic, .. } => demo::demo(synthetic),
         Cmd::Test => checks::test(),
         Cmd::Conformance(args) => conformance::conformance(args),
+        Cmd::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

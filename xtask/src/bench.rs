@@ -1,0 +1,949 @@
+//! `cargo xtask bench`: packet loss against offered rate, for nameflow and, in the same run
+//! on the same veth, the machine's ceilings (an XDP program that only drops; a plain
+//! AF_PACKET reader).
+//!
+//! Two network namespaces made for the run hold the two ends of a veth pair; both are
+//! deleted on every exit path. The generator (`nameflow-bench gen`, BPF_PROG_RUN live frames
+//! of `gen_tx` in `bench/bench.bpf.c`) runs in the sending namespace, pinned to one CPU; the
+//! receiver under test runs in the other, pinned to another. Every step starts a fresh
+//! receiver, sends for a fixed time at a paced rate, stops the receiver, and reconciles
+//! exactly: frames the generator built = frames the receiver got + frames counted as dropped
+//! somewhere (veth transmit errors, socket or ring drops) + unaccounted (must be 0).
+//!
+//! On veth the receive side's kernel work (the XDP program, the copy into AF_XDP or the skb
+//! for AF_PACKET) runs in the generator's softirq, on the generator's CPU; only the user-space
+//! receiver has the other CPU. A receiver whose kernel path is slow therefore lowers the rate
+//! the generator achieves rather than losing packets; this is why every rate in the report is
+//! the rate achieved, measured, and not the one asked for.
+
+use crate::bench_report::{self, Report, Step};
+use crate::{cargo, describe, output, run, workspace_root};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    #[command(subcommand)]
+    pub offline: Option<OfflineCmd>,
+    /// A smoke run (under 3 minutes): the udp64 and dns templates, short steps, a coarse
+    /// search.
+    #[arg(long)]
+    pub quick: bool,
+    /// Templates to sweep (comma-separated): udp64, imix, tcp, dns, synflood.
+    #[arg(long, value_delimiter = ',')]
+    pub templates: Vec<String>,
+    /// Receivers to sweep (comma-separated): xdp_drop, af_packet, nameflow,
+    /// nameflow_no_names.
+    #[arg(long, value_delimiter = ',')]
+    pub receivers: Vec<String>,
+    /// Seconds of traffic per step.
+    #[arg(long)]
+    pub step_secs: Option<f64>,
+    /// Binary-search steps at the loss edge.
+    #[arg(long)]
+    pub search_steps: Option<u32>,
+    /// CPU of the generator (and, on veth, of the receive softirq).
+    #[arg(long, default_value_t = 0)]
+    pub gen_cpu: usize,
+    /// CPU of the user-space receiver (nameflow's worker, the AF_PACKET reader).
+    #[arg(long, default_value_t = 1)]
+    pub rx_cpu: usize,
+    /// Use the dev-profile binaries (target/debug) instead of building release ones: only
+    /// for smoke tests, the figures are meaningless.
+    #[arg(long)]
+    pub debug_build: bool,
+    /// Write the report here instead of target/bench/<timestamp>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl Args {
+    /// `--quick --debug-build` into target/bench/smoke: the run `cargo xtask test` makes.
+    pub fn smoke() -> Args {
+        Args {
+            offline: None,
+            quick: true,
+            templates: Vec::new(),
+            receivers: Vec::new(),
+            step_secs: None,
+            search_steps: None,
+            gen_cpu: 0,
+            rx_cpu: 1,
+            debug_build: true,
+            out: Some(workspace_root().join("target/bench/smoke")),
+        }
+    }
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum OfflineCmd {
+    /// Offline throughput per worker (`nameflow read`'s pipeline on traces held in memory),
+    /// names on and off, and Zeek's when a `zeek` binary is on PATH.
+    Offline(crate::bench_offline::Args),
+}
+
+/// The receivers, in the order they run for each template.
+pub const RECEIVERS: &[&str] = &["xdp_drop", "af_packet", "nameflow", "nameflow_no_names"];
+/// Niceness of the generator and the receivers: other work on a shared machine then takes
+/// little of their CPUs during a step (the report still shows the load).
+const NICE: &str = "-15";
+const TEMPLATES_FULL: &[&str] = &["udp64", "imix", "tcp", "dns", "synflood"];
+const TEMPLATES_QUICK: &[&str] = &["udp64", "dns"];
+
+/// Why the bench cannot run here, or `None`.
+pub fn skip_reason() -> Option<String> {
+    match output(Command::new("id").arg("-u")) {
+        Ok(uid) if uid.trim() == "0" => None,
+        Ok(uid) => Some(format!(
+            "the bench creates network namespaces and attaches XDP programs: it needs root (running as uid {})",
+            uid.trim()
+        )),
+        Err(e) => Some(format!("cannot tell who we are: {e:#}")),
+    }
+}
+
+pub fn bench(args: Args) -> Result<()> {
+    if let Some(OfflineCmd::Offline(a)) = args.offline {
+        return crate::bench_offline::offline(a);
+    }
+    if let Some(reason) = skip_reason() {
+        bail!("{reason}");
+    }
+    let started = Instant::now();
+    ensure_tools()?;
+    let root = workspace_root();
+    let (bin, helper) = build(args.debug_build)?;
+    let out_dir = match &args.out {
+        Some(d) => d.clone(),
+        None => root.join("target/bench").join(timestamp()?),
+    };
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("failed to create {}", out_dir.display()))?;
+    let obj = compile_bpf(&out_dir)?;
+
+    let templates: Vec<String> = if args.templates.is_empty() {
+        let list = if args.quick {
+            TEMPLATES_QUICK
+        } else {
+            TEMPLATES_FULL
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.templates.clone()
+    };
+    let mut receivers: Vec<String> = if args.receivers.is_empty() {
+        RECEIVERS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.receivers.clone()
+    };
+    for r in &receivers {
+        if !RECEIVERS.contains(&r.as_str()) {
+            bail!(
+                "unknown receiver {r:?}: choose among {}",
+                RECEIVERS.join(", ")
+            );
+        }
+    }
+    let has_no_names = output(Command::new(&bin).args(["capture", "--help"]))
+        .map(|h| h.contains("--no-names"))
+        .unwrap_or(false);
+    let mut notes = Vec::new();
+    if !has_no_names {
+        notes.push(
+            "this nameflow has no --no-names flag yet: nameflow_no_names runs the same binary \
+             the same way as nameflow, and names_cost is not measured"
+                .to_string(),
+        );
+    }
+    receivers.dedup();
+
+    let cfg = SweepConfig {
+        step: Duration::from_secs_f64(args.step_secs.unwrap_or(if args.quick { 1.0 } else { 3.0 })),
+        search_steps: args.search_steps.unwrap_or(if args.quick { 2 } else { 4 }),
+        quick: args.quick,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (gen_cpu, rx_cpu) = if args.gen_cpu.max(args.rx_cpu) >= cores {
+        notes.push(format!(
+            "this machine has {cores} CPU(s): generator and receiver share CPU 0"
+        ));
+        (0, 0)
+    } else {
+        (args.gen_cpu, args.rx_cpu)
+    };
+    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let pair = VethPair::new()?;
+    let ctx = Ctx {
+        bin: &bin,
+        helper: &helper,
+        obj: &obj,
+        pair: &pair,
+        gen_cpu,
+        rx_cpu,
+        out_dir: &out_dir,
+        has_no_names,
+    };
+    let mut report = Report::new(
+        args.quick,
+        &templates,
+        &receivers,
+        &cfg_summary(&cfg, &args),
+    );
+    report.machine = machine(&ctx, &load_start)?;
+    report.notes = notes;
+    report.names_measured = has_no_names;
+    let mut step_no = 0usize;
+    for template in &templates {
+        for receiver in &receivers {
+            eprintln!("==> {template} → {receiver}");
+            let steps = sweep(&ctx, &cfg, template, receiver, &mut step_no)?;
+            report.steps.extend(steps);
+        }
+        // The loss names cause on the DNS mix: names on at the rate names off holds.
+        if template == "dns"
+            && has_no_names
+            && receivers.iter().any(|r| r == "nameflow")
+            && receivers.iter().any(|r| r == "nameflow_no_names")
+        {
+            if let Some(rate) =
+                bench_report::zero_loss_target(&report.steps, "dns", "nameflow_no_names")
+            {
+                eprintln!("==> dns → nameflow at nameflow_no_names' zero-loss rate");
+                step_no += 1;
+                let mut s = step(&ctx, &cfg, "dns", "nameflow", rate, step_no)?;
+                s.phase = "names_check".into();
+                report.steps.push(s);
+            }
+        }
+    }
+    report.machine.load_end = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    report.finish();
+    bench_report::write(&report, &out_dir)?;
+    drop(pair);
+    println!("report: {}", out_dir.join("report.md").display());
+    println!("{}", report.summary());
+    // The account must close on every step, and every receiver must have received: a
+    // harness that loses track of frames or measures nothing is broken, whatever the rates.
+    let broken: Vec<String> = report
+        .steps
+        .iter()
+        .filter(|s| s.unaccounted != 0 || (s.sent > 0 && s.received == 0) || s.sent == 0)
+        .map(|s| {
+            format!(
+                "step {} ({} → {}): {}",
+                s.no,
+                s.template,
+                s.receiver,
+                s.line()
+            )
+        })
+        .collect();
+    if !broken.is_empty() {
+        bail!(
+            "{} step(s) did not reconcile (sent = received + dropped) or received nothing:\n{}",
+            broken.len(),
+            broken.join("\n")
+        );
+    }
+    Ok(())
+}
+
+fn cfg_summary(cfg: &SweepConfig, args: &Args) -> serde_json::Value {
+    serde_json::json!({
+        "step_secs": cfg.step.as_secs_f64(),
+        "search_steps": cfg.search_steps,
+        "gen_cpu": args.gen_cpu,
+        "rx_cpu": args.rx_cpu,
+        "debug_build": args.debug_build,
+    })
+}
+
+struct SweepConfig {
+    step: Duration,
+    search_steps: u32,
+    quick: bool,
+}
+
+struct Ctx<'a> {
+    bin: &'a Path,
+    helper: &'a Path,
+    obj: &'a Path,
+    pair: &'a VethPair,
+    gen_cpu: usize,
+    rx_cpu: usize,
+    out_dir: &'a Path,
+    has_no_names: bool,
+}
+
+/// Finds the highest rate at which `receiver` loses nothing. One unpaced step gives the
+/// most the generator achieves through this receiver; if that loses nothing, it is the
+/// answer (a few lower steps are added for the plot). Otherwise rates climb in fractions of
+/// it until the first loss (halving below the first fraction when even that loses), and a
+/// binary search narrows the edge between the best loss-free and the first lossy rate.
+fn sweep(
+    ctx: &Ctx<'_>,
+    cfg: &SweepConfig,
+    template: &str,
+    receiver: &str,
+    step_no: &mut usize,
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut run_step = |rate: f64, phase: &str, steps: &mut Vec<Step>| -> Result<Step> {
+        *step_no += 1;
+        let mut s = step(ctx, cfg, template, receiver, rate as u64, *step_no)?;
+        s.phase = phase.into();
+        eprintln!("    {}", s.line());
+        steps.push(s.clone());
+        Ok(s)
+    };
+    let first = run_step(0.0, "max", &mut steps)?;
+    let mut go = |rate: f64, phase: &str, steps: &mut Vec<Step>| -> Result<bool> {
+        Ok(run_step(rate, phase, steps)?.lost() == 0)
+    };
+    let top = first.achieved_pps.max(1000.0);
+    let fractions: &[f64] = if cfg.quick {
+        &[0.25, 0.5, 0.8]
+    } else {
+        &[0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95]
+    };
+    if first.lost() == 0 {
+        let curve = if cfg.quick { 1 } else { 3 };
+        for f in fractions.iter().step_by(2).take(curve) {
+            go(top * f, "curve", &mut steps)?;
+        }
+        return Ok(steps);
+    }
+    // Climb until the first loss.
+    let mut good: Option<f64> = None;
+    let mut bad = top;
+    for f in fractions {
+        if go(top * f, "sweep", &mut steps)? {
+            good = Some(top * f);
+        } else {
+            bad = top * f;
+            break;
+        }
+    }
+    // Even the lowest fraction lost packets: halve until a rate does not.
+    if good.is_none() {
+        let mut rate = bad;
+        for _ in 0..4 {
+            rate /= 2.0;
+            if go(rate, "search", &mut steps)? {
+                good = Some(rate);
+                break;
+            }
+            bad = rate;
+        }
+    }
+    let Some(mut lo) = good else {
+        return Ok(steps);
+    };
+    for _ in 0..cfg.search_steps {
+        if bad - lo < top * 0.02 {
+            break;
+        }
+        let mid = (lo + bad) / 2.0;
+        if go(mid, "search", &mut steps)? {
+            lo = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Ok(steps)
+}
+
+/// One step: a fresh receiver, `cfg.step` of traffic at `rate` (0: unpaced), the account.
+fn step(
+    ctx: &Ctx<'_>,
+    cfg: &SweepConfig,
+    template: &str,
+    receiver: &str,
+    rate: u64,
+    no: usize,
+) -> Result<Step> {
+    let dir = ctx
+        .out_dir
+        .join(format!("steps/{no:03}-{template}-{receiver}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let pair = ctx.pair;
+    let rx = Receiver::start(ctx, receiver, &dir)?;
+    let snd_before = pair.ethtool(&pair.snd_ns, &pair.snd)?;
+    let stat_before = proc_stat();
+    let cpu_before = rx.thread_cpu();
+    let mut gen = Command::new("ip");
+    gen.args(["netns", "exec", &pair.snd_ns, "nice", "-n", NICE])
+        .arg(ctx.helper)
+        .args(["--cpu", &ctx.gen_cpu.to_string(), "gen", "--obj"])
+        .arg(ctx.obj)
+        .args(["--iface", &pair.snd, "--template", template])
+        .args(["--rate", &rate.to_string()])
+        .args(["--duration", &format!("{}", cfg.step.as_secs_f64())]);
+    let gen_out = output(&mut gen).context("the generator failed")?;
+    let cpu_after = rx.thread_cpu();
+    let stat_after = proc_stat();
+    let g = last_json(&gen_out).context("the generator printed no result")?;
+    // Let the receiver empty its rings before it is stopped.
+    std::thread::sleep(Duration::from_millis(300));
+    let snd_after = pair.ethtool(&pair.snd_ns, &pair.snd)?;
+    let r = rx.stop()?;
+
+    let num = |j: &serde_json::Value, k: &str| j.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let sent = num(&g, "sent") as u64;
+    let elapsed = num(&g, "elapsed_s");
+    let link_dropped = counter_delta(&snd_before, &snd_after, |k| k.contains("xmit_err"));
+    let mut s = Step {
+        no,
+        template: template.into(),
+        receiver: receiver.into(),
+        target_pps: rate as f64,
+        achieved_pps: num(&g, "achieved_pps"),
+        sent,
+        duration_s: elapsed,
+        gen_late_batches: num(&g, "late_batches") as u64,
+        link_dropped,
+        ..Step::default()
+    };
+    // Busiest thread of the receiver: its worker (or the only thread of the reader).
+    s.worker_cpu = busiest(&cpu_before, &cpu_after) / elapsed.max(1e-9);
+    s.softirq_cpu = softirq_share(&stat_before, &stat_after);
+    match receiver {
+        "xdp_drop" => {
+            let j = r.json.context("the XDP sink printed no result")?;
+            s.received = num(&j, "packets") as u64;
+        }
+        "af_packet" => {
+            let j = r.json.context("the AF_PACKET reader printed no result")?;
+            let pass = r.json2.context("the XDP pass counter printed no result")?;
+            s.received = num(&j, "packets") as u64;
+            let kernel_packets = num(&j, "kernel_packets") as u64;
+            let xdp_seen = num(&pass, "packets") as u64;
+            // Frames the kernel saw in XDP but never offered to the socket, plus ring drops.
+            s.receiver_dropped =
+                num(&j, "kernel_drops") as u64 + xdp_seen.saturating_sub(kernel_packets);
+            s.set_latency(&j);
+        }
+        _ => {
+            let stats = r.stats.context("nameflow wrote no stats.log")?;
+            let n = |k: &str| stats.get(k).copied().unwrap_or(0.0);
+            s.received = n("frames") as u64;
+            // Passed or filtered in XDP (non-IP, bypass) would be neither; none are sent.
+            s.receiver_dropped = n("dropped") as u64
+                + (n("xdp_seen") as u64)
+                    .saturating_sub(n("xdp_redirected") as u64 + n("xdp_dropped_filter") as u64);
+            s.names = receiver == "nameflow" && ctx.has_no_names;
+            s.batch_p50_us = n("batch_p50_ns") / 1e3;
+            s.batch_p99_us = n("batch_p99_ns") / 1e3;
+            s.batch_p999_us = n("batch_p999_ns") / 1e3;
+            s.batch_max_us = n("batch_max_ns") / 1e3;
+            s.batches = n("batches") as u64;
+            s.records = n("records") as u64;
+        }
+    }
+    s.finish();
+    Ok(s)
+}
+
+/// A running receiver: one or two processes in the capture namespace.
+struct Receiver {
+    kind: String,
+    procs: Vec<Proc>,
+    dir: PathBuf,
+}
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    all: Vec<String>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr read line by line into one channel.
+    fn spawn(mut cmd: Command) -> Result<Proc> {
+        let desc = describe(&cmd);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("failed to start `{desc}`"))?;
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(l);
+            }
+        });
+        Ok(Proc {
+            child,
+            lines: rx,
+            all: Vec::new(),
+        })
+    }
+
+    /// Waits until a line contains `what`; fails if the process exits or 20 s pass.
+    fn wait_for(&mut self, what: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(l) => {
+                    let hit = l.contains(what);
+                    self.all.push(l);
+                    if hit {
+                        return Ok(());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(st)) = self.child.try_wait() {
+                        bail!(
+                            "receiver exited ({st}) before it was ready: {}",
+                            self.all.join("\n")
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        bail!(
+            "receiver not ready after 20 s (waited for {what:?}): {}",
+            self.all.join("\n")
+        )
+    }
+
+    /// SIGTERM, then the rest of its output once it exits (SIGKILL after 20 s).
+    fn stop(mut self) -> Result<Vec<String>> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                    self.all.push(l);
+                }
+                if !st.success() {
+                    bail!("receiver exited with {st}: {}", self.all.join("\n"));
+                }
+                return Ok(std::mem::take(&mut self.all));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("receiver did not stop within 20 s of SIGTERM; killed it");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Stopped {
+    json: Option<serde_json::Value>,
+    json2: Option<serde_json::Value>,
+    stats: Option<HashMap<String, f64>>,
+}
+
+impl Receiver {
+    fn start(ctx: &Ctx<'_>, kind: &str, dir: &Path) -> Result<Receiver> {
+        let pair = ctx.pair;
+        let rx_cpu = ctx.rx_cpu.to_string();
+        let helper = |args: &[&str]| {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &pair.cap_ns, "nice", "-n", NICE])
+                .arg(ctx.helper);
+            c.args(args);
+            c
+        };
+        let obj = ctx.obj.to_string_lossy().into_owned();
+        let mut procs = Vec::new();
+        match kind {
+            "xdp_drop" => {
+                let mut p = Proc::spawn(helper(&["sink", "--obj", &obj, "--iface", &pair.cap]))?;
+                p.wait_for("ready")?;
+                procs.push(p);
+            }
+            "af_packet" => {
+                // veth takes XDP frames from its peer only while an XDP program runs on it.
+                let mut pass = Proc::spawn(helper(&[
+                    "sink", "--obj", &obj, "--iface", &pair.cap, "--pass",
+                ]))?;
+                pass.wait_for("ready")?;
+                let mut r = Proc::spawn(helper(&[
+                    "--cpu",
+                    &rx_cpu,
+                    "af-packet",
+                    "--iface",
+                    &pair.cap,
+                ]))?;
+                r.wait_for("ready")?;
+                procs.push(r);
+                procs.push(pass);
+            }
+            _ => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &pair.cap_ns, "nice", "-n", NICE])
+                    .arg(ctx.bin);
+                c.args(["capture", "-i", &pair.cap, "-w", "1", "--cpus", &rx_cpu]);
+                c.args(["--xdp-mode", "native", "--stats-interval", "3600", "-o"]);
+                c.arg(dir.join("logs"));
+                if kind == "nameflow_no_names" && ctx.has_no_names {
+                    c.arg("--no-names");
+                }
+                let mut p = Proc::spawn(c)?;
+                p.wait_for("XDP attached")?;
+                procs.push(p);
+            }
+        }
+        Ok(Receiver {
+            kind: kind.into(),
+            procs,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// CPU time (ticks) of every thread of the first process.
+    fn thread_cpu(&self) -> HashMap<String, u64> {
+        let pid = self.procs[0].child.id();
+        let mut out = HashMap::new();
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            out.insert(e.file_name().to_string_lossy().into_owned(), t);
+        }
+        out
+    }
+
+    fn stop(self) -> Result<Stopped> {
+        let mut outs = Vec::new();
+        for p in self.procs {
+            outs.push(p.stop()?);
+        }
+        let mut st = Stopped {
+            json: None,
+            json2: None,
+            stats: None,
+        };
+        let j = |lines: &[String]| last_json(&lines.join("\n"));
+        match self.kind.as_str() {
+            "xdp_drop" => st.json = j(&outs[0]),
+            "af_packet" => {
+                st.json = j(&outs[0]);
+                st.json2 = j(&outs[1]);
+            }
+            _ => {
+                std::fs::write(self.dir.join("nameflow.stderr"), outs[0].join("\n"))
+                    .context("failed to save nameflow's output")?;
+                st.stats = Some(last_all_row(&self.dir.join("logs/stats.log"))?);
+            }
+        }
+        Ok(st)
+    }
+}
+
+/// The last `all` row of a stats.log in Zeek JSON (nameflow's default format), by column.
+fn last_all_row(path: &Path) -> Result<HashMap<String, f64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let row = text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["worker"] == "all")
+        .with_context(|| format!("{} has no `all` row", path.display()))?;
+    Ok(row
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The last line of `text` that parses as a JSON object.
+fn last_json(text: &str) -> Option<serde_json::Value> {
+    text.lines()
+        .rev()
+        .filter(|l| l.starts_with('{'))
+        .find_map(|l| serde_json::from_str(l).ok())
+}
+
+fn busiest(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux.
+    after
+        .iter()
+        .map(|(tid, a)| a.saturating_sub(*before.get(tid).unwrap_or(&0)))
+        .max()
+        .unwrap_or(0) as f64
+        / tick
+}
+
+/// Per-CPU (busy-ish softirq, total) jiffies from /proc/stat.
+fn proc_stat() -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.get(6).copied().unwrap_or(0), v.iter().sum())
+        })
+        .collect()
+}
+
+/// Share of each CPU's time spent in softirq between two readings.
+fn softirq_share(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let total = y.1.saturating_sub(x.1).max(1) as f64;
+            y.0.saturating_sub(x.0) as f64 / total
+        })
+        .collect()
+}
+
+fn counter_delta(
+    a: &HashMap<String, u64>,
+    b: &HashMap<String, u64>,
+    pick: impl Fn(&str) -> bool,
+) -> u64 {
+    b.iter()
+        .filter(|(k, _)| pick(k))
+        .map(|(k, v)| v.saturating_sub(*a.get(k).unwrap_or(&0)))
+        .sum()
+}
+
+/// Two namespaces joined by a single-queue veth pair, deleted on drop.
+pub struct VethPair {
+    pub snd_ns: String,
+    pub cap_ns: String,
+    pub snd: String,
+    pub cap: String,
+}
+
+impl VethPair {
+    fn new() -> Result<VethPair> {
+        let tag = std::process::id() % 100_000;
+        let pair = VethPair {
+            snd_ns: format!("nfbench-s{tag}"),
+            cap_ns: format!("nfbench-c{tag}"),
+            snd: format!("nfbs{tag}"),
+            cap: format!("nfbc{tag}"),
+        };
+        for ns in [&pair.snd_ns, &pair.cap_ns] {
+            run(Command::new("ip").args(["netns", "add", ns]))?;
+            // No IPv6 autoconfiguration: the kernel's own solicitations would be traffic
+            // nobody sent.
+            run(Command::new("ip").args([
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]))?;
+        }
+        run(Command::new("ip").args([
+            "link",
+            "add",
+            &pair.snd,
+            "numrxqueues",
+            "1",
+            "numtxqueues",
+            "1",
+            "netns",
+            &pair.snd_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.cap,
+            "numrxqueues",
+            "1",
+            "numtxqueues",
+            "1",
+            "netns",
+            &pair.cap_ns,
+        ]))?;
+        run(Command::new("ip").args(["-n", &pair.snd_ns, "link", "set", &pair.snd, "up"]))?;
+        run(Command::new("ip").args(["-n", &pair.cap_ns, "link", "set", &pair.cap, "up"]))?;
+        Ok(pair)
+    }
+
+    fn ethtool(&self, ns: &str, dev: &str) -> Result<HashMap<String, u64>> {
+        let text = output(Command::new("ip").args(["netns", "exec", ns, "ethtool", "-S", dev]))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.trim().split_once(':')?;
+                Some((k.trim().to_string(), v.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    pub fn driver(&self) -> String {
+        output(Command::new("ip").args(["netns", "exec", &self.cap_ns, "ethtool", "-i", &self.cap]))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("driver: ").map(str::to_string))
+            })
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        for ns in [&self.snd_ns, &self.cap_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn machine(ctx: &Ctx<'_>, load_start: &str) -> Result<bench_report::Machine> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    Ok(bench_report::Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model: model,
+        kernel: output(Command::new("uname").arg("-r"))?.trim().to_string(),
+        driver: ctx.pair.driver(),
+        xdp_mode: "native (veth driver mode), AF_XDP copy mode (veth has no zero-copy)".into(),
+        queues: 1,
+        gen_cpu: ctx.gen_cpu,
+        rx_cpu: ctx.rx_cpu,
+        load_start: load_start.trim().to_string(),
+        load_end: String::new(),
+    })
+}
+
+/// Tools the bench drives; installed with apt when missing (we are root here).
+fn ensure_tools() -> Result<()> {
+    let need = [
+        ("clang", "clang"),
+        ("ethtool", "ethtool"),
+        ("ip", "iproute2"),
+    ];
+    let missing: Vec<&str> = need
+        .iter()
+        .filter(|(bin, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, pkg)| *pkg)
+        .chain(
+            // The generator's C source includes libbpf's helper definitions.
+            (!Path::new("/usr/include/bpf/bpf_helpers.h").is_file()).then_some("libbpf-dev"),
+        )
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("==> installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update")).context("failed to update the apt index")?;
+    run(Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| format!("failed to install {}", missing.join(" ")))
+}
+
+/// Builds nameflow and nameflow-bench; returns their paths.
+fn build(debug: bool) -> Result<(PathBuf, PathBuf)> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "nameflow", "--bins"]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    run(&mut cmd).context("failed to build nameflow and nameflow-bench")?;
+    let dir = workspace_root().join(if debug {
+        "target/debug"
+    } else {
+        "target/release"
+    });
+    let (a, b) = (dir.join("nameflow"), dir.join("nameflow-bench"));
+    for p in [&a, &b] {
+        if !p.is_file() {
+            bail!("the build succeeded but {} is missing", p.display());
+        }
+    }
+    Ok((a, b))
+}
+
+/// Compiles bench/bench.bpf.c into the report folder (clang, BPF target).
+fn compile_bpf(out_dir: &Path) -> Result<PathBuf> {
+    let src = workspace_root().join("bench/bench.bpf.c");
+    let obj = out_dir.join("bench.bpf.o");
+    let multiarch = if cfg!(target_arch = "aarch64") {
+        "/usr/include/aarch64-linux-gnu"
+    } else {
+        "/usr/include/x86_64-linux-gnu"
+    };
+    run(Command::new("clang")
+        .args(["-O2", "-g", "-Wall", "-target", "bpf"])
+        .arg(format!("-I{multiarch}"))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj))
+    .with_context(|| {
+        format!(
+            "failed to compile {} (needs clang and libbpf-dev's headers)",
+            src.display()
+        )
+    })?;
+    Ok(obj)
+}
+
+fn timestamp() -> Result<String> {
+    Ok(
+        output(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?
+            .trim()
+            .to_string(),
+    )
+}
