@@ -17,8 +17,23 @@
 //! flush_timeout = "2s"      # how long exit waits for stream sinks
 //! ```
 //!
-//! Only `[output]` exists so far; the other sections come with the options they configure.
+//!
+//! ```toml
+//! [context]
+//! # Inventories: kubectl/AWS CLI JSON files, JSON-lines tables (*.jsonl), or directories of
+//! # successive snapshots. See docs/context.md.
+//! files = ["/var/lib/nameflow/k8s", "/var/lib/nameflow/ec2.json"]
+//! poll = "2s"               # how often the files are checked for changes
+//! prefix = "ctx_"           # extra columns are orig_<prefix><name> and resp_<prefix><name>
+//! max_records = 2000000     # windows kept at most (the oldest closed ones go first)
+//! # At most 4 extra columns, NAME=ATTRIBUTE, in column order: a pod label, a JSON-lines
+//! # table field, an EC2 tag or attribute (docs/context.md lists them).
+//! extra = ["app=label:app.kubernetes.io/name", "team=team", "az=az"]
+//! ```
+//!
+//! The other sections come with the options they configure.
 
+use crate::context::{ContextConfig, ExtraColumn};
 use crate::output::{Format, JsonTs, OutputConfig, Rotation, SinkConfig, SinkSpec};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -30,6 +45,8 @@ use std::time::Duration;
 pub struct Config {
     #[serde(default)]
     pub output: OutputSection,
+    #[serde(default)]
+    pub context: ContextSection,
 }
 
 /// `[output]`: sinks, formats, rotation. Every key is optional; [`OutputSection::over`]
@@ -226,6 +243,78 @@ impl OutputSection {
     }
 }
 
+/// `[context]`: inventories that attribute addresses to workloads. Every key is optional;
+/// without `files` there is no context and conn.log has no context columns.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSection {
+    pub files: Option<Vec<PathBuf>>,
+    pub poll: Option<String>,
+    pub prefix: Option<String>,
+    pub max_records: Option<usize>,
+    /// Extra columns, `NAME=ATTRIBUTE` each, in column order.
+    pub extra: Option<Vec<String>>,
+}
+
+impl ContextSection {
+    /// `self` (the command line) over `base` (the file): each key set here wins.
+    pub fn over(&self, base: &ContextSection) -> ContextSection {
+        ContextSection {
+            files: self.files.clone().or_else(|| base.files.clone()),
+            poll: self.poll.clone().or_else(|| base.poll.clone()),
+            prefix: self.prefix.clone().or_else(|| base.prefix.clone()),
+            max_records: self.max_records.or(base.max_records),
+            extra: self.extra.clone().or_else(|| base.extra.clone()),
+        }
+    }
+
+    /// Validates and fills in defaults; `None` when no inventory is configured.
+    pub fn resolve(&self) -> Result<Option<ContextConfig>, ConfigError> {
+        let Some(files) = self.files.clone().filter(|f| !f.is_empty()) else {
+            if self.extra.as_ref().is_some_and(|e| !e.is_empty()) {
+                return Err(invalid(
+                    "--context-column / context.extra",
+                    "",
+                    "extra columns need an inventory: also give --context / context.files",
+                ));
+            }
+            return Ok(None);
+        };
+        let mut cfg = ContextConfig {
+            paths: files,
+            ..ContextConfig::default()
+        };
+        if let Some(p) = &self.poll {
+            cfg.poll = parse_duration("--context-poll / context.poll", p)?;
+        }
+        if let Some(p) = &self.prefix {
+            cfg.prefix = p.clone();
+        }
+        if let Some(m) = self.max_records {
+            cfg.max_records = m;
+        }
+        for e in self.extra.iter().flatten() {
+            let Some((name, attribute)) = e.split_once('=') else {
+                return Err(invalid(
+                    "--context-column / context.extra",
+                    e,
+                    "write NAME=ATTRIBUTE, such as app=label:app or team=team",
+                ));
+            };
+            cfg.extra.push(ExtraColumn {
+                name: name.trim().to_owned(),
+                attribute: attribute.trim().to_owned(),
+            });
+        }
+        cfg.validate().map_err(|reason| ConfigError::Invalid {
+            key: "[context]",
+            value: String::new(),
+            reason,
+        })?;
+        Ok(Some(cfg))
+    }
+}
+
 fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -358,6 +447,49 @@ mod tests {
         assert_eq!(p("100MiB").unwrap(), 100 << 20);
         assert_eq!(p("1 GB").unwrap(), 1 << 30);
         assert!(p("1.5G").is_err() && p("").is_err() && p("99999999999T").is_err());
+    }
+
+    #[test]
+    fn context_section_parses_in_order_and_flags_win() {
+        let c = parse(
+            r#"
+            [context]
+            files = ["/var/lib/nameflow/k8s", "ec2.json"]
+            poll = "500ms"
+            extra = ["zone=az", "app = label:app"]
+            "#,
+        )
+        .unwrap();
+        let cfg = c.context.resolve().unwrap().unwrap();
+        assert_eq!(cfg.paths.len(), 2);
+        assert_eq!(cfg.poll, Duration::from_millis(500));
+        let names: Vec<&str> = cfg.extra.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["zone", "app"], "document order");
+        assert_eq!(cfg.extra[1].attribute, "label:app");
+        let flags = ContextSection {
+            files: Some(vec!["other.json".into()]),
+            ..ContextSection::default()
+        };
+        let cfg = flags.over(&c.context).resolve().unwrap().unwrap();
+        assert_eq!(cfg.paths, [PathBuf::from("other.json")]);
+        assert_eq!(cfg.extra.len(), 2);
+        assert_eq!(parse("").unwrap().context.resolve().unwrap(), None);
+    }
+
+    #[test]
+    fn bad_context_settings_are_named() {
+        let e = parse("[context]\nfile = [\"x\"]\n").unwrap_err();
+        assert!(e.contains("file"), "{e}");
+        for (text, key) in [
+            ("files = [\"x\"]\npoll = \"often\"", "context.poll"),
+            ("files = [\"x\"]\nprefix = \"Bad-\"", "context.prefix"),
+            ("extra = [\"app=label:app\"]", "context.files"),
+            ("files = [\"x\"]\nextra = [\"app\"]", "context.extra"),
+        ] {
+            let c = parse(&format!("[context]\n{text}\n")).unwrap();
+            let e = c.context.resolve().unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod context;
 pub mod decode;
 pub mod engine;
 pub mod flow;

@@ -387,5 +387,6 @@ fn sample_record() -> nameflow::output::record::ConnRecord {
         ip_proto: 6,
         community_id: CommunityId::default(),
         names: Default::default(),
+        context: Default::default(),
     }
 }

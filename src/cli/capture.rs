@@ -1,6 +1,6 @@
 //! `nameflow capture`: live capture from a network interface through AF_XDP.
 
-use super::common::{FlowArgs, NameArgs, OutputArgs};
+use super::common::{ContextArgs, FlowArgs, NameArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use nameflow::capture::xdp::{FilterAction, FilterRule, XdpConfig, XdpMode};
@@ -110,6 +110,8 @@ pub struct CaptureArgs {
     flow: FlowArgs,
     #[command(flatten)]
     names: NameArgs,
+    #[command(flatten)]
+    context: ContextArgs,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, flag: &str) -> anyhow::Result<Vec<T>> {
@@ -226,13 +228,17 @@ impl CaptureArgs {
             names: self.names.names_config()?,
             name_state: self.names.name_state.clone(),
             logs: self.names.logs()?,
+            context: None,
         })
     }
 }
 
 pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
-    let cfg = args.config(file)?;
+    // Kept until the run ends: the inventories are reloaded while it lasts.
+    let context = args.context.start(&file.context)?;
+    let mut cfg = args.config(file)?;
+    cfg.context = context.as_ref().map(|(c, _)| c.clone());
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())

@@ -218,3 +218,96 @@ impl NameArgs {
         }))
     }
 }
+
+/// Context settings: inventories that say which pod, service, node or cloud instance held
+/// each address when a connection started. Each can also be set in the config file's
+/// `[context]` section; a flag overrides the file.
+#[derive(Args, Debug)]
+pub struct ContextArgs {
+    /// An inventory: `kubectl get pods,services,nodes -A -o json` or `aws ec2
+    /// describe-instances` output, a JSON-lines table (*.jsonl), or a directory of successive
+    /// snapshots. Repeat for several. Files are watched and reloaded when they change.
+    #[arg(long = "context", value_name = "PATH")]
+    pub context: Vec<std::path::PathBuf>,
+    /// An extra conn.log column NAME=ATTRIBUTE (e.g. app=label:app, team=team, az=az);
+    /// repeat for up to 4. See docs/context.md for the attributes.
+    #[arg(long = "context-column", value_name = "NAME=ATTRIBUTE")]
+    pub columns: Vec<String>,
+    /// What comes between orig_/resp_ and an extra column's name (default ctx_).
+    #[arg(long, value_name = "PREFIX")]
+    pub context_prefix: Option<String>,
+    /// How often inventory files are checked for changes (default 2s).
+    #[arg(long, value_name = "DURATION")]
+    pub context_poll: Option<String>,
+}
+
+impl ContextArgs {
+    /// Loads the inventories (these flags over the config file's `[context]`), adds the
+    /// context columns to conn.log and starts watching the files; reload events and errors
+    /// go to stderr. `None` when no inventory is configured. Keep the watcher for the run.
+    pub fn start(
+        &self,
+        file: &nameflow::config::ContextSection,
+    ) -> anyhow::Result<
+        Option<(
+            nameflow::context::Context,
+            nameflow::context::reload::Watcher,
+        )>,
+    > {
+        use nameflow::context::{Context as Ctx, ContextEvent};
+        let flags = nameflow::config::ContextSection {
+            files: (!self.context.is_empty()).then(|| self.context.clone()),
+            poll: self.context_poll.clone(),
+            prefix: self.context_prefix.clone(),
+            max_records: None,
+            extra: (!self.columns.is_empty()).then(|| self.columns.clone()),
+        };
+        let Some(cfg) = flags.over(file).resolve().context("bad context settings")? else {
+            return Ok(None);
+        };
+        nameflow::output::record::enable_context_columns(&cfg)
+            .map_err(anyhow::Error::msg)
+            .context("cannot add the context columns to conn.log")?;
+        let mut first = true;
+        let started = Ctx::start(&cfg, move |ev| match ev {
+            ContextEvent::Reloaded {
+                files,
+                stats,
+                took_ms,
+            } => {
+                let what = if first { "loaded" } else { "reloaded" };
+                first = false;
+                let cut = if stats.dropped > 0 {
+                    format!(
+                        " ({} oldest windows dropped: over context.max_records)",
+                        stats.dropped
+                    )
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "nameflow: context {what}: {} windows for {} addresses in {took_ms} ms{cut}{}",
+                    stats.windows,
+                    stats.addresses,
+                    if files.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (changed: {})",
+                            files
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                );
+            }
+            ContextEvent::Error(e) => {
+                eprintln!("nameflow: context error: {e}; keeping the last good inventory");
+            }
+        })
+        .context("cannot load the context inventories")?;
+        Ok(Some(started))
+    }
+}

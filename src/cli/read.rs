@@ -1,6 +1,6 @@
 //! `nameflow read`: capture files in, logs out.
 
-use super::common::{worker_count, FlowArgs, NameArgs, OutputArgs};
+use super::common::{worker_count, ContextArgs, FlowArgs, NameArgs, OutputArgs};
 use nameflow::config::Config;
 use nameflow::decode::DecodeConfig;
 use nameflow::engine::{run_read, ReadConfig, ReadReport};
@@ -29,12 +29,16 @@ pub struct ReadArgs {
     flow: FlowArgs,
     #[command(flatten)]
     names: NameArgs,
+    #[command(flatten)]
+    context: ContextArgs,
     /// Do not pin worker threads to cores.
     #[arg(long)]
     no_pin: bool,
 }
 
 pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    // Kept until the run ends: the inventories are reloaded while it lasts.
+    let context = args.context.start(&config.context)?;
     let cfg = ReadConfig {
         workers: worker_count(args.workers)?,
         pin: !args.no_pin,
@@ -49,6 +53,7 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
         names: args.names.names_config()?,
         name_state: args.names.name_state.clone(),
         logs: args.names.logs()?,
+        context: context.as_ref().map(|(c, _)| c.clone()),
         inputs: args.inputs,
     };
     let (report, result) = run_read(&cfg);

@@ -96,6 +96,8 @@ pub struct CaptureConfig {
     pub name_state: Option<std::path::PathBuf>,
     /// Logs besides conn.log and stats.log.
     pub logs: super::offline::Logs,
+    /// Inventories to attribute both ends with (already loaded, reloading on its own).
+    pub context: Option<crate::context::Context>,
 }
 
 /// How one queue is captured.
@@ -313,7 +315,8 @@ fn run(
                 sockets: socks,
                 to_others: tx,
                 inbound: rx,
-                out: RecordOut::new(records, FullPolicy::Drop),
+                out: RecordOut::new(records, FullPolicy::Drop)
+                    .with_context(cfg.context.as_ref().map(crate::context::Context::reader)),
                 board: &board,
                 drain: &drain,
                 finished: &finished,
@@ -523,6 +526,8 @@ fn run_live_worker(
     loop {
         // One clock read per round: every frame of the round carries it.
         let now = wall_ns();
+        // A new inventory, if one was swapped in, is used from this round on.
+        out.refresh_context();
         let draining = drain.load(Ordering::Acquire);
         // Inbound first: an announcement (FTP data channel) pushed by another worker is then
         // applied before this worker reads the frames that arrived after it was pushed, which

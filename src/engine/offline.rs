@@ -51,6 +51,8 @@ pub struct ReadConfig {
     pub name_state: Option<PathBuf>,
     /// Logs besides conn.log.
     pub logs: Logs,
+    /// Inventories to attribute both ends with (already loaded, reloading on its own).
+    pub context: Option<crate::context::Context>,
 }
 
 /// What a run did.
@@ -210,11 +212,12 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         {
             let core = cores.get(i % cores.len().max(1)).copied();
             let flow = &cfg.flow;
+            let context = cfg.context.as_ref().map(crate::context::Context::reader);
             handles.push(s.spawn(move || {
                 if let Some(c) = core {
                     core_affinity::set_for_current(c);
                 }
-                run_worker(vec![inbox], flow, records, FullPolicy::Wait, names)
+                run_worker(vec![inbox], flow, records, FullPolicy::Wait, names, context)
             }));
         }
 

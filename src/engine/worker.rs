@@ -3,6 +3,8 @@
 //! ([`WorkerNames`]).
 
 use super::spsc::{Consumer, Producer};
+use crate::context::reload::ReaderCounters;
+use crate::context::ContextReader;
 use crate::flow::expect::Expectation;
 use crate::flow::summary::PacketSummary;
 use crate::flow::{FlowConfig, FlowCounters, Shard};
@@ -50,6 +52,8 @@ pub struct WorkerReport {
     pub records_dropped: u64,
     /// Names: replication and lookup counters, the replica's size (zero when names are off).
     pub names: NamesReport,
+    /// Context lookups (zero without inventories).
+    pub context: ReaderCounters,
 }
 
 /// One worker's name counters and replica size.
@@ -239,7 +243,8 @@ impl WorkerNames {
 }
 
 /// Hands finished records to the writer's queue under a full-queue policy and counts both
-/// outcomes. Shared by the offline worker loop and the live one.
+/// outcomes. Shared by the offline worker loop and the live one. With inventories
+/// configured, it first looks up both ends' context as of the connection's first packet.
 pub struct RecordOut {
     queue: Producer<ConnRecord>,
     policy: FullPolicy,
@@ -247,6 +252,7 @@ pub struct RecordOut {
     pub records: u64,
     /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
     pub dropped: u64,
+    context: Option<ContextReader>,
 }
 
 impl RecordOut {
@@ -256,11 +262,38 @@ impl RecordOut {
             policy,
             records: 0,
             dropped: 0,
+            context: None,
         }
     }
 
+    /// Enriches every record with context from `reader` before sending it.
+    pub fn with_context(mut self, reader: Option<ContextReader>) -> RecordOut {
+        self.context = reader;
+        self
+    }
+
+    /// Picks up an inventory swapped in since the last call; once per batch (one atomic load
+    /// when nothing changed).
+    #[inline]
+    pub fn refresh_context(&mut self) {
+        if let Some(c) = self.context.as_mut() {
+            c.refresh();
+        }
+    }
+
+    /// The context lookups so far (zero without inventories).
+    pub fn context_counters(&self) -> ReaderCounters {
+        self.context
+            .as_ref()
+            .map(ContextReader::counters)
+            .unwrap_or_default()
+    }
+
     /// Sends one record, waiting or dropping as the policy says.
-    pub fn emit(&mut self, rec: ConnRecord) {
+    pub fn emit(&mut self, mut rec: ConnRecord) {
+        if let Some(c) = self.context.as_mut() {
+            c.enrich(&mut rec.context, rec.orig_h, rec.resp_h, rec.ts_ns);
+        }
         let ok = match self.policy {
             FullPolicy::Wait => self.queue.push_wait(rec),
             FullPolicy::Drop => self.queue.try_push(rec),
@@ -308,19 +341,22 @@ pub fn apply_named(shard: &mut Shard, names: &mut WorkerNames, msg: ToWorker, ou
 }
 
 /// Runs a worker until every inbox is closed and drained, then flushes its shard. With names
-/// on, returns the worker's names too (their replica is saved for a warm restart).
+/// on, returns the worker's names too (their replica is saved for a warm restart). With
+/// `context`, records carry both ends' context.
 pub fn run_worker(
     inboxes: Vec<Consumer<ToWorker>>,
     flow: &FlowConfig,
     records: Producer<ConnRecord>,
     policy: FullPolicy,
     mut names: Option<WorkerNames>,
+    context: Option<ContextReader>,
 ) -> (WorkerReport, Option<WorkerNames>) {
     let mut shard = Shard::new(flow);
-    let mut out = RecordOut::new(records, policy);
+    let mut out = RecordOut::new(records, policy).with_context(context);
     let mut idle_spins = 0u32;
     loop {
         let mut got = false;
+        out.refresh_context();
         // Read before looking at the inboxes: if they turn out empty, everything the reader
         // had handed over by then has been handled.
         let reader_clk = names
@@ -374,6 +410,7 @@ pub fn run_worker(
         records: out.records,
         records_dropped: out.dropped,
         names: names.as_ref().map(WorkerNames::report).unwrap_or_default(),
+        context: out.context_counters(),
     };
     (report, names)
 }

@@ -1071,6 +1071,7 @@ impl Conn {
             // Names are looked up by the worker when it emits the record (flow knows nothing
             // of names).
             names: Default::default(),
+            context: Default::default(),
         }
     }
 }

@@ -1,13 +1,15 @@
 //! The connection record, in Zeek 8's `conn.log` column order.
 //!
 //! Every type here is `Copy` and fixed-size so a record can cross a bounded SPSC queue without
-//! allocating. Our own columns (`community_id`, then the names) come after Zeek's and never
-//! reuse a Zeek name.
+//! allocating. Our own columns (`community_id`, then the names, then the context when
+//! inventories are configured) come after Zeek's and never reuse a Zeek name.
 
 use super::schema::{Field, FieldSink, LogRecord, Schema, ZeekScalar, ZeekType};
 use super::zeek::micros_differ;
+use crate::context::{ConnContext, ContextConfig, EndContext, STANDARD_COLUMNS};
 use crate::names::{Name, NameSource};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 /// A Zeek-style unique connection identifier: `C` followed by base62 digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -383,6 +385,10 @@ pub struct ConnRecord {
     /// had when the connection started and its source (`A`, `AAAA`, `CNAME`, `PTR`, `MDNS`,
     /// `LLMNR`, `SNI`, `HTTP`, `DHCP`); see `docs/names.md`.
     pub names: ConnNames,
+    /// `orig_pod` ... `resp_vpc` and the extra `orig_<prefix>*`/`resp_<prefix>*` columns
+    /// (ours, only when inventories are configured): what each end was when the connection
+    /// started; see `docs/context.md`. Filled in by the worker like the names.
+    pub context: ConnContext,
 }
 
 /// The `conn.log` columns: Zeek 8's, in its order, then ours.
@@ -433,9 +439,69 @@ fn write_host<S: FieldSink>(h: &HostName, out: &mut S) {
     }
 }
 
+/// conn.log's columns when inventories are configured: [`CONN`]'s, then the context
+/// columns, and how many extra columns each end has. Set once per process (a log's columns
+/// cannot change while it is written).
+static CONN_WITH_CONTEXT: OnceLock<(Schema, usize)> = OnceLock::new();
+
+/// Adds the context columns of `cfg` to conn.log for the rest of the process. Call before the
+/// writer starts; calling again with the same columns does nothing, with others is an error.
+pub fn enable_context_columns(cfg: &ContextConfig) -> Result<(), String> {
+    let names = cfg.column_names();
+    let mut fresh = false;
+    let (schema, _) = CONN_WITH_CONTEXT.get_or_init(|| {
+        fresh = true;
+        let fields: Vec<Field> = CONN
+            .fields
+            .iter()
+            .copied()
+            .chain(names.iter().map(|n| {
+                // Leaked once per process: schemas are `'static` like the built-in ones.
+                let name: &'static str = Box::leak(n.clone().into_boxed_str());
+                Field::new(name, ZeekType::String)
+            }))
+            .collect();
+        (
+            Schema::new("conn", Box::leak(fields.into_boxed_slice())),
+            cfg.extra.len(),
+        )
+    });
+    let same = schema.fields[CONN.fields.len()..]
+        .iter()
+        .map(|f| f.name)
+        .eq(names.iter().map(String::as_str));
+    if fresh || same {
+        Ok(())
+    } else {
+        Err(
+            "conn.log already has other context columns in this process; the columns are \
+             fixed once set"
+                .into(),
+        )
+    }
+}
+
+/// Writes one end's columns `range`, each value or unset.
+fn write_context_columns<S: FieldSink>(
+    end: &EndContext,
+    range: std::ops::Range<usize>,
+    out: &mut S,
+) {
+    let cols = end.columns();
+    for v in &cols[range] {
+        match v {
+            Some(v) => out.string(v),
+            None => out.unset(),
+        }
+    }
+}
+
 impl LogRecord for ConnRecord {
     fn schema() -> &'static Schema {
-        &CONN
+        match CONN_WITH_CONTEXT.get() {
+            Some((s, _)) => s,
+            None => &CONN,
+        }
     }
 
     fn write_fields<S: FieldSink>(&self, out: &mut S) {
@@ -517,6 +583,13 @@ impl LogRecord for ConnRecord {
         }
         write_host(&self.names.orig, out);
         write_host(&self.names.resp, out);
+        if let Some((_, extra)) = CONN_WITH_CONTEXT.get() {
+            let std = STANDARD_COLUMNS.len();
+            write_context_columns(&self.context.orig, 0..std, out);
+            write_context_columns(&self.context.resp, 0..std, out);
+            write_context_columns(&self.context.orig, std..std + extra, out);
+            write_context_columns(&self.context.resp, std..std + extra, out);
+        }
     }
 }
 

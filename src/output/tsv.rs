@@ -267,6 +267,7 @@ pub(crate) mod tests {
             ip_proto: 6,
             community_id: CommunityId::default(),
             names: Default::default(),
+            context: Default::default(),
         }
     }
 

@@ -1,0 +1,862 @@
+//! Loading, watching and swapping inventories.
+//!
+//! A [`Loader`] owns the configured sources. A file is a series of snapshots of itself: each
+//! new version is applied to its history as taken at the file's modification time (a
+//! kubectl or describe-instances file), or replaces the previous version (a JSON-lines
+//! table). A directory is one series: its files are applied in modification-time order, and
+//! files whose names start with `.` are ignored (write to one, then rename it into place).
+//! A changed file is read only once it has stayed the same for one poll, so a file that is
+//! still being written is not reported as broken.
+//!
+//! [`Context::start`] loads every source (any error is fatal then: there is no last good
+//! inventory to keep), and starts a thread that polls the files' modification times, applies
+//! what changed, builds a new [`Inventory`] and swaps it in. A file that cannot be used keeps
+//! that source's last good state; the error (file, line and column, or field) goes to the
+//! event callback (stderr) and to [`ContextStats`] (stats.log).
+//!
+//! Workers hold a [`ContextReader`]: once per batch it compares one atomic generation number
+//! with the one it saw, and only when it changed loads the new inventory (`arc-swap`, no
+//! lock). Old inventories are freed by the reload thread, never on a worker.
+
+use super::history::{Snapshot, Timeline};
+use super::inventory::{BuildStats, Hit};
+use super::{aws, kube, table, ConnContext, ContextConfig, ContextError, Inventory, Window};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// What one file holds once parsed.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A kubectl or describe-instances snapshot.
+    Snapshot(Snapshot),
+    /// A JSON-lines table.
+    Table(Vec<Window>),
+}
+
+/// The top level of a JSON inventory document: a kubectl `List`, one kubectl object, a
+/// describe-instances answer, or a one-line table.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Document {
+    kind: Option<String>,
+    items: Option<Vec<kube::Object>>,
+    #[serde(rename = "Reservations")]
+    reservations: Option<Vec<aws::Reservation>>,
+    ip: Option<IgnoredAny>,
+}
+
+fn is_table_name(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("jsonl" | "ndjson" | "jsonlines")
+    )
+}
+
+fn syntax(path: &Path, e: &serde_json::Error, what: &str) -> ContextError {
+    ContextError::Syntax {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: format!("{e}{what}"),
+    }
+}
+
+/// Parses one inventory file's text; the format is told by the name (`*.jsonl`, `*.ndjson`:
+/// a table) or by the content. `taken_ns` is when the snapshot was taken (the file's
+/// modification time); `wanted` are the attributes the extra columns read.
+pub fn parse_file(
+    path: &Path,
+    text: &str,
+    taken_ns: u64,
+    wanted: &[String],
+) -> Result<Parsed, ContextError> {
+    if is_table_name(path) {
+        return table::parse(path, text, wanted).map(Parsed::Table);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let doc: Document = match serde_path_to_error::deserialize(&mut de) {
+        Ok(d) => d,
+        Err(e) => {
+            let inner = e.inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => ContextError::Field {
+                    path: path.to_owned(),
+                    field: e.path().to_string(),
+                    message: format!(
+                        "{inner}; is this unmodified `kubectl -o json` or AWS CLI output?"
+                    ),
+                },
+                _ => syntax(path, inner, ""),
+            });
+        }
+    };
+    if let Err(e) = de.end() {
+        // Several objects one after the other: JSON lines under another name.
+        return match table::parse(path, text, wanted) {
+            Ok(t) => Ok(Parsed::Table(t)),
+            Err(_) => Err(syntax(
+                path,
+                &e,
+                "; a kubectl or AWS CLI file holds one JSON document, a table one object per \
+                 line",
+            )),
+        };
+    }
+    let mut snap = Snapshot::at(taken_ns);
+    let field = |(field, message): kube::FieldError| ContextError::Field {
+        path: path.to_owned(),
+        field,
+        message,
+    };
+    if let Some(res) = &doc.reservations {
+        aws::observe(res, wanted, &mut snap).map_err(field)?;
+        return Ok(Parsed::Snapshot(snap));
+    }
+    if let Some(items) = &doc.items {
+        kube::observe(items, "items", true, wanted, &mut snap).map_err(field)?;
+        return Ok(Parsed::Snapshot(snap));
+    }
+    match doc.kind.as_deref() {
+        Some("Pod" | "Service" | "Node") => {
+            let obj: kube::Object = serde_json::from_str(text).map_err(|e| syntax(path, &e, ""))?;
+            kube::observe(std::slice::from_ref(&obj), "", false, wanted, &mut snap)
+                .map_err(field)?;
+            Ok(Parsed::Snapshot(snap))
+        }
+        _ if doc.ip.is_some() => table::parse(path, text, wanted).map(Parsed::Table),
+        _ => Err(ContextError::Format {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// What identifies one version of a file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Sig {
+    mtime_ns: u64,
+    len: u64,
+    ino: u64,
+}
+
+fn stat(path: &Path) -> Result<Sig, ContextError> {
+    let md = std::fs::metadata(path).map_err(|e| ContextError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mtime_ns = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&md);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Ok(Sig {
+        mtime_ns,
+        len: md.len(),
+        ino,
+    })
+}
+
+fn read(path: &Path) -> Result<String, ContextError> {
+    std::fs::read_to_string(path).map_err(|e| ContextError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The state of one file of a source.
+#[derive(Debug, Default)]
+struct FileState {
+    /// The version last applied (or last rejected: it is not retried until it changes).
+    done: Option<Sig>,
+    /// A new version seen at the last poll, waiting to stay unchanged for one more.
+    pending: Option<Sig>,
+    /// Its windows, when it is a table.
+    table: Option<Vec<Window>>,
+    /// Applied to the source's timeline (a snapshot).
+    snapshot: bool,
+}
+
+/// One configured path: a file or a directory of snapshots.
+#[derive(Debug)]
+struct Source {
+    path: PathBuf,
+    dir: bool,
+    files: HashMap<PathBuf, FileState>,
+    timeline: Timeline,
+}
+
+/// What one poll found.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    /// Something was applied: build and swap a new inventory.
+    pub changed: bool,
+    /// Files applied.
+    pub applied: Vec<PathBuf>,
+    /// Files that could not be used (their sources keep their last good state).
+    pub errors: Vec<ContextError>,
+}
+
+impl Source {
+    fn new(path: PathBuf) -> Result<Source, ContextError> {
+        let md = std::fs::metadata(&path).map_err(|e| ContextError::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Source {
+            path,
+            dir: md.is_dir(),
+            files: HashMap::new(),
+            timeline: Timeline::default(),
+        })
+    }
+
+    /// The files that currently make up this source.
+    fn list(&self) -> Result<Vec<PathBuf>, ContextError> {
+        if !self.dir {
+            return Ok(vec![self.path.clone()]);
+        }
+        let rd = std::fs::read_dir(&self.path).map_err(|e| ContextError::Read {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut out = Vec::new();
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let p = entry.path();
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies new versions of this source's files. `settle`: a changed file must look the
+    /// same at two polls in a row before it is read.
+    fn poll(&mut self, wanted: &[String], settle: bool, out: &mut PollOutcome) {
+        let listed = match self.list() {
+            Ok(l) => l,
+            Err(e) => {
+                out.errors.push(e);
+                return;
+            }
+        };
+        // A removed table takes its rows with it; a removed snapshot leaves its history.
+        let before = self.files.len();
+        self.files.retain(|p, f| listed.contains(p) || f.snapshot);
+        if self.files.len() != before {
+            out.changed = true;
+        }
+        let mut ready: Vec<(PathBuf, Sig)> = Vec::new();
+        for p in listed {
+            let sig = match stat(&p) {
+                Ok(s) => s,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            let f = self.files.entry(p.clone()).or_default();
+            if f.done == Some(sig) {
+                f.pending = None;
+                continue;
+            }
+            if settle && f.pending != Some(sig) {
+                f.pending = Some(sig);
+                continue;
+            }
+            f.pending = None;
+            ready.push((p, sig));
+        }
+        if ready.is_empty() {
+            return;
+        }
+        ready.sort_by_key(|(p, s)| (s.mtime_ns, p.clone()));
+        // In a directory, a new version of a snapshot already applied, or one older than
+        // the history, means the history must be replayed from the start.
+        let replay = self.dir
+            && ready.iter().any(|(p, s)| {
+                let known = self.files.get(p).is_some_and(|f| f.snapshot);
+                known || self.timeline.latest_ns.is_some_and(|l| s.mtime_ns < l)
+            });
+        if replay {
+            let mut all: Vec<(PathBuf, Sig)> = self
+                .files
+                .iter()
+                .filter(|(p, f)| f.snapshot && !ready.iter().any(|(r, _)| r == *p))
+                .filter_map(|(p, f)| f.done.map(|s| (p.clone(), s)))
+                .collect();
+            all.extend(ready.iter().cloned());
+            all.sort_by_key(|(p, s)| (s.mtime_ns, p.clone()));
+            // Rebuild into a fresh history; on any error the old history stays.
+            let mut fresh = Timeline::default();
+            let mut states: Vec<(PathBuf, Sig, Option<Vec<Window>>)> = Vec::new();
+            for (p, sig) in all {
+                match load_one(&p, sig, wanted) {
+                    Ok(Parsed::Snapshot(s)) => {
+                        fresh.apply(s);
+                        states.push((p, sig, None));
+                    }
+                    Ok(Parsed::Table(t)) => states.push((p, sig, Some(t))),
+                    Err(e) => {
+                        out.errors.push(e);
+                        if let Some(f) = self.files.get_mut(&p) {
+                            f.done = Some(sig);
+                        }
+                    }
+                }
+            }
+            self.timeline = fresh;
+            for (p, sig, t) in states {
+                let f = self.files.entry(p.clone()).or_default();
+                f.done = Some(sig);
+                f.snapshot = t.is_none();
+                f.table = t;
+                out.applied.push(p);
+            }
+            out.changed = true;
+            return;
+        }
+        for (p, sig) in ready {
+            let parsed = load_one(&p, sig, wanted);
+            let f = self.files.entry(p.clone()).or_default();
+            f.done = Some(sig);
+            match parsed {
+                Ok(Parsed::Snapshot(s)) => {
+                    self.timeline.apply(s);
+                    f.snapshot = true;
+                    f.table = None;
+                }
+                Ok(Parsed::Table(t)) => f.table = Some(t),
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            }
+            out.applied.push(p);
+            out.changed = true;
+        }
+    }
+
+    fn windows(&self, into: &mut Vec<Window>) {
+        into.extend(self.timeline.windows());
+        for f in self.files.values() {
+            if let Some(t) = &f.table {
+                into.extend(t.iter().cloned());
+            }
+        }
+    }
+}
+
+fn load_one(path: &Path, sig: Sig, wanted: &[String]) -> Result<Parsed, ContextError> {
+    let text = read(path)?;
+    parse_file(path, &text, sig.mtime_ns, wanted)
+}
+
+/// Owns the sources: loads, polls, builds. Runs on the reload thread (or in tests, directly).
+#[derive(Debug)]
+pub struct Loader {
+    cfg: ContextConfig,
+    wanted: Vec<String>,
+    sources: Vec<Source>,
+}
+
+impl Loader {
+    /// Loads every configured path; any error is returned (there is nothing to fall back on).
+    pub fn open(cfg: &ContextConfig) -> Result<Loader, ContextError> {
+        let mut sources = Vec::with_capacity(cfg.paths.len());
+        for p in &cfg.paths {
+            sources.push(Source::new(p.clone())?);
+        }
+        let mut loader = Loader {
+            cfg: cfg.clone(),
+            wanted: cfg.attributes(),
+            sources,
+        };
+        let mut out = PollOutcome::default();
+        for s in &mut loader.sources {
+            s.poll(&loader.wanted, false, &mut out);
+        }
+        if let Some(e) = out.errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok(loader)
+    }
+
+    /// Applies what changed since the last poll.
+    pub fn poll(&mut self) -> PollOutcome {
+        self.poll_with(true)
+    }
+
+    /// Like [`Loader::poll`]; `settle: false` reads a changed file at once (tests).
+    pub fn poll_with(&mut self, settle: bool) -> PollOutcome {
+        let mut out = PollOutcome::default();
+        for s in &mut self.sources {
+            s.poll(&self.wanted, settle, &mut out);
+        }
+        out
+    }
+
+    /// An inventory of every source's current windows.
+    pub fn build(&self) -> Inventory {
+        let mut ws = Vec::new();
+        for s in &self.sources {
+            s.windows(&mut ws);
+        }
+        Inventory::build(ws, self.cfg.max_records)
+    }
+
+    /// Files currently applied.
+    pub fn files(&self) -> usize {
+        self.sources
+            .iter()
+            .map(|s| s.files.values().filter(|f| f.done.is_some()).count())
+            .sum()
+    }
+}
+
+/// What the reload thread reports (the CLI prints these on stderr).
+#[derive(Debug)]
+pub enum ContextEvent {
+    /// A new inventory was swapped in.
+    Reloaded {
+        files: Vec<PathBuf>,
+        stats: BuildStats,
+        took_ms: u64,
+    },
+    /// A file could not be used; its source keeps its last good state.
+    Error(ContextError),
+}
+
+/// Counters of the context as a whole (for stats.log and the run summary).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextStats {
+    /// Windows in the current inventory.
+    pub windows: u64,
+    /// Distinct addresses in it.
+    pub addresses: u64,
+    /// Inventories swapped in after the first.
+    pub reloads: u64,
+    /// Files that could not be used.
+    pub errors: u64,
+    /// The latest such error, in full.
+    pub last_error: Option<String>,
+}
+
+struct Shared {
+    current: ArcSwap<Inventory>,
+    /// Bumped after each swap: workers compare it once per batch.
+    generation: AtomicU64,
+    reloads: AtomicU64,
+    errors: AtomicU64,
+    last_error: ArcSwapOption<String>,
+    stop: AtomicBool,
+}
+
+/// The shared context: the current inventory and its counters. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The reload thread; stopped (and joined) by [`Watcher::stop`] or on drop.
+pub struct Watcher {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl Context {
+    /// A context that always answers from `inv` (no files, no reload).
+    pub fn fixed(inv: Inventory) -> Context {
+        Context {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(inv),
+                generation: AtomicU64::new(0),
+                reloads: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                last_error: ArcSwapOption::empty(),
+                stop: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Loads every configured path (errors are fatal here) and starts the reload thread,
+    /// which reports through `events`.
+    pub fn start(
+        cfg: &ContextConfig,
+        mut events: impl FnMut(ContextEvent) + Send + 'static,
+    ) -> Result<(Context, Watcher), ContextError> {
+        let t0 = Instant::now();
+        let mut loader = Loader::open(cfg)?;
+        let inv = loader.build();
+        events(ContextEvent::Reloaded {
+            files: Vec::new(),
+            stats: inv.stats(),
+            took_ms: t0.elapsed().as_millis() as u64,
+        });
+        let ctx = Context::fixed(inv);
+        let shared = Arc::clone(&ctx.shared);
+        let poll = cfg.poll;
+        let thread = std::thread::Builder::new()
+            .name("nameflow-context".into())
+            .spawn(move || {
+                // Inventories swapped out, freed here once no worker holds them any more.
+                let mut retired: Vec<Arc<Inventory>> = Vec::new();
+                let mut next = Instant::now() + poll;
+                while !shared.stop.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now < next {
+                        std::thread::park_timeout(next - now);
+                        continue;
+                    }
+                    next = now + poll;
+                    retired.retain(|a| Arc::strong_count(a) > 1);
+                    let out = loader.poll();
+                    for e in out.errors {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        shared.last_error.store(Some(Arc::new(e.to_string())));
+                        events(ContextEvent::Error(e));
+                    }
+                    if out.changed {
+                        let t0 = Instant::now();
+                        let inv = loader.build();
+                        let stats = inv.stats();
+                        retired.push(shared.current.swap(Arc::new(inv)));
+                        shared.generation.fetch_add(1, Ordering::Release);
+                        shared.reloads.fetch_add(1, Ordering::Relaxed);
+                        events(ContextEvent::Reloaded {
+                            files: out.applied,
+                            stats,
+                            took_ms: t0.elapsed().as_millis() as u64,
+                        });
+                    }
+                }
+            })
+            .map_err(|e| ContextError::Read {
+                path: PathBuf::from("(reload thread)"),
+                message: format!("cannot start the reload thread: {e}"),
+            })?;
+        Ok((
+            ctx.clone(),
+            Watcher {
+                shared: Arc::clone(&ctx.shared),
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Swaps in a new inventory (the reload thread does this; also for tests).
+    pub fn store(&self, inv: Inventory) {
+        self.shared.current.store(Arc::new(inv));
+        self.shared.generation.fetch_add(1, Ordering::Release);
+        self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reader for one worker.
+    pub fn reader(&self) -> ContextReader {
+        ContextReader {
+            shared: Arc::clone(&self.shared),
+            seen: self.shared.generation.load(Ordering::Acquire),
+            current: self.shared.current.load_full(),
+            counters: ReaderCounters::default(),
+        }
+    }
+
+    /// The current inventory (tests, benches).
+    pub fn current(&self) -> Arc<Inventory> {
+        self.shared.current.load_full()
+    }
+
+    pub fn stats(&self) -> ContextStats {
+        let inv = self.shared.current.load();
+        let b = inv.stats();
+        ContextStats {
+            windows: b.windows,
+            addresses: b.addresses,
+            reloads: self.shared.reloads.load(Ordering::Relaxed),
+            errors: self.shared.errors.load(Ordering::Relaxed),
+            last_error: self.shared.last_error.load_full().map(|s| (*s).clone()),
+        }
+    }
+}
+
+/// One worker's lookup counters (plain: only that worker writes them).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct ReaderCounters {
+    /// Addresses looked up (two per record).
+    pub lookups: u64,
+    /// Lookups that found a window.
+    pub matched: u64,
+    /// Lookups whose values did not all fit in the record.
+    pub cut: u64,
+    /// New inventories picked up.
+    pub swaps: u64,
+}
+
+/// A worker's view of the context: the inventory it uses until its next [`refresh`].
+///
+/// [`refresh`]: ContextReader::refresh
+pub struct ContextReader {
+    shared: Arc<Shared>,
+    seen: u64,
+    current: Arc<Inventory>,
+    counters: ReaderCounters,
+}
+
+impl ContextReader {
+    /// Picks up a new inventory if one was swapped in: one atomic load when nothing changed.
+    /// Call once per batch.
+    #[inline]
+    pub fn refresh(&mut self) {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.seen {
+            self.seen = g;
+            // The previous inventory's last reference may be dropped here only if the reload
+            // thread has already let go of it, which it does not do while it is current or
+            // retired; so freeing happens there.
+            self.current = self.shared.current.load_full();
+            self.counters.swaps += 1;
+        }
+    }
+
+    /// Fills both ends' context as of `ts_ns` (the connection's first packet).
+    #[inline]
+    pub fn enrich(&mut self, ctx: &mut ConnContext, orig: IpAddr, resp: IpAddr, ts_ns: u64) {
+        for (ip, end) in [(orig, &mut ctx.orig), (resp, &mut ctx.resp)] {
+            let hit: Hit = self.current.lookup(ip, ts_ns, end);
+            self.counters.lookups += 1;
+            self.counters.matched += u64::from(hit.matched);
+            self.counters.cut += u64::from(hit.cut);
+        }
+    }
+
+    pub fn counters(&self) -> ReaderCounters {
+        self.counters
+    }
+}
+
+/// Now, as nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{col, EndContext};
+
+    fn pods_json(pods: &[(&str, &str, &str)]) -> String {
+        let items: Vec<String> = pods
+            .iter()
+            .map(|(name, ip, start)| {
+                format!(
+                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"shop","uid":"uid-{name}"}},"spec":{{"nodeName":"node-1"}},"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"startTime":"{start}"}}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"apiVersion":"v1","items":[{}],"kind":"List","metadata":{{"resourceVersion":""}}}}"#,
+            items.join(",")
+        )
+    }
+
+    fn set_mtime(p: &Path, secs: u64) {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    fn pod_of(inv: &Inventory, ip: &str, secs: u64) -> Option<String> {
+        let mut e = EndContext::default();
+        inv.lookup(ip.parse().unwrap(), secs * 1_000_000_000, &mut e);
+        e.get(col::POD)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    #[test]
+    fn a_rewritten_file_keeps_history_and_a_bad_version_is_reported_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pods.json");
+        std::fs::write(&f, pods_json(&[("a", "10.0.0.1", "1970-01-01T00:01:40Z")])).unwrap();
+        set_mtime(&f, 200);
+        let cfg = ContextConfig {
+            paths: vec![f.clone()],
+            ..ContextConfig::default()
+        };
+        let mut l = Loader::open(&cfg).unwrap();
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 150).as_deref(), Some("a"));
+        // A new version: "a" is gone and "b" holds the address from 300 s.
+        std::fs::write(&f, pods_json(&[("b", "10.0.0.1", "1970-01-01T00:05:00Z")])).unwrap();
+        set_mtime(&f, 400);
+        let out = l.poll_with(false);
+        assert!(out.changed && out.errors.is_empty(), "{out:?}");
+        let inv = l.build();
+        assert_eq!(pod_of(&inv, "10.0.0.1", 150).as_deref(), Some("a"));
+        assert_eq!(pod_of(&inv, "10.0.0.1", 350).as_deref(), Some("b"));
+        // A broken version: reported with its line, and the history stays.
+        std::fs::write(&f, "{\"items\": [\n{\"kind\": \"Pod\",\n").unwrap();
+        set_mtime(&f, 500);
+        let out = l.poll_with(false);
+        assert!(!out.changed);
+        assert_eq!(out.errors.len(), 1);
+        let msg = out.errors[0].to_string();
+        assert!(msg.contains("pods.json:3:"), "{msg}");
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 350).as_deref(), Some("b"));
+        // Not reported again until it changes.
+        assert!(l.poll_with(false).errors.is_empty());
+    }
+
+    #[test]
+    fn settling_waits_for_a_file_to_stop_changing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.jsonl");
+        std::fs::write(&f, "{\"ip\":\"10.0.0.1\",\"pod\":\"x\"}\n").unwrap();
+        let cfg = ContextConfig {
+            paths: vec![f.clone()],
+            ..ContextConfig::default()
+        };
+        let mut l = Loader::open(&cfg).unwrap();
+        std::fs::write(&f, "{\"ip\":\"10.0.0.1\",\"pod\":\"y\"}\n").unwrap();
+        set_mtime(&f, 1000);
+        assert!(!l.poll().changed, "first sight of a change waits");
+        assert!(l.poll().changed, "unchanged since: read");
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 5).as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn a_directory_replays_out_of_order_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("pods-1.json");
+        let c = dir.path().join("pods-3.json");
+        std::fs::write(&a, pods_json(&[("a", "10.0.0.1", "1970-01-01T00:01:40Z")])).unwrap();
+        set_mtime(&a, 200);
+        std::fs::write(&c, pods_json(&[("c", "10.0.0.1", "1970-01-01T00:10:00Z")])).unwrap();
+        set_mtime(&c, 700);
+        std::fs::write(dir.path().join(".pods-4.json.tmp"), "garbage").unwrap();
+        let cfg = ContextConfig {
+            paths: vec![dir.path().to_owned()],
+            ..ContextConfig::default()
+        };
+        let mut l = Loader::open(&cfg).unwrap();
+        assert_eq!(l.files(), 2, "dot files are ignored");
+        let inv = l.build();
+        // "a" closes when "c" begins (the 700 s snapshot no longer lists it).
+        assert_eq!(pod_of(&inv, "10.0.0.1", 500).as_deref(), Some("a"));
+        assert_eq!(pod_of(&inv, "10.0.0.1", 650).as_deref(), Some("c"));
+        // A snapshot from between the two arrives late: "a" was already gone at 400 s.
+        let b = dir.path().join("pods-2.json");
+        std::fs::write(&b, pods_json(&[])).unwrap();
+        std::fs::write(
+            &b,
+            r#"{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"other","uid":"o"},"status":{"podIP":"10.9.9.9"}}]}"#,
+        )
+        .unwrap();
+        set_mtime(&b, 400);
+        let out = l.poll_with(false);
+        assert!(out.changed && out.errors.is_empty(), "{out:?}");
+        let inv = l.build();
+        assert_eq!(pod_of(&inv, "10.0.0.1", 350).as_deref(), Some("a"));
+        assert_eq!(pod_of(&inv, "10.0.0.1", 500), None, "in the gap");
+        assert_eq!(pod_of(&inv, "10.0.0.1", 650).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn readers_see_a_swap_at_their_next_refresh() {
+        let ctx = Context::fixed(Inventory::empty());
+        let mut r = ctx.reader();
+        let mut values: crate::context::Values = Default::default();
+        values[col::POD] = Some("p".into());
+        ctx.store(Inventory::build(
+            vec![Window {
+                ip: "10.0.0.1".parse().unwrap(),
+                from_ns: 0,
+                to_ns: u64::MAX,
+                rank: crate::context::Rank::Pod,
+                values,
+            }],
+            10,
+        ));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut c = ConnContext::default();
+        r.enrich(&mut c, ip, other, 1);
+        assert!(c.orig.is_empty(), "the old inventory until refresh");
+        r.refresh();
+        let mut c = ConnContext::default();
+        r.enrich(&mut c, ip, other, 1);
+        assert_eq!(c.orig.get(col::POD), Some(&b"p"[..]));
+        assert!(c.resp.is_empty());
+        let k = r.counters();
+        assert_eq!((k.lookups, k.matched, k.swaps), (4, 1, 1));
+    }
+
+    #[test]
+    fn format_errors_name_the_file() {
+        let p = Path::new("x.json");
+        let e = parse_file(p, "{\"kind\":\"Deployment\"}", 0, &[]).unwrap_err();
+        assert!(matches!(e, ContextError::Format { .. }), "{e}");
+        let e = parse_file(p, "{\"items\": 5}", 0, &[]).unwrap_err();
+        assert!(e.to_string().contains("items"), "{e}");
+        let e = parse_file(
+            p,
+            r#"{"items":[{"kind":"Pod","metadata":{"name":"a"},"status":{"podIPs":[{"ip":"10.0.0.999"}]}}]}"#,
+            0,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("items[0].status.podIPs[0].ip"),
+            "{e}"
+        );
+        // JSON lines under a .json name still parse as a table.
+        let Parsed::Table(t) =
+            parse_file(p, "{\"ip\":\"10.0.0.1\"}\n{\"ip\":\"10.0.0.2\"}\n", 0, &[]).unwrap()
+        else {
+            panic!("not a table")
+        };
+        assert_eq!(t.len(), 2);
+    }
+}

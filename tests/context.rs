@@ -1,0 +1,272 @@
+//! Inventories in their real formats: the fixtures in `tests/context/` were written from the
+//! documented output of `kubectl get pods|services|nodes -A -o json` (Kubernetes v1 API) and
+//! `aws ec2 describe-instances` (EC2 API `DescribeInstances` as the AWS CLI prints it), with
+//! made-up names and documentation/benchmark addresses. Each test loads them through the
+//! same loader the CLI uses and asks what an address was at an instant.
+
+use nameflow::context::{col, ContextConfig, EndContext, ExtraColumn, Inventory, Loader};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/context")
+        .join(name)
+}
+
+fn extra(specs: &[(&str, &str)]) -> Vec<ExtraColumn> {
+    specs
+        .iter()
+        .map(|(n, a)| ExtraColumn {
+            name: (*n).into(),
+            attribute: (*a).into(),
+        })
+        .collect()
+}
+
+/// The extra columns every test here configures (index 0..4 after the standard columns).
+const EXTRA: [(&str, &str); 4] = [
+    ("app", "label:app.kubernetes.io/name"),
+    ("team", "team"),
+    ("az", "az"),
+    ("owner", "tag:Team"),
+];
+
+fn load(files: &[&str]) -> Inventory {
+    let cfg = ContextConfig {
+        paths: files.iter().map(|f| fixture(f)).collect(),
+        extra: extra(&EXTRA),
+        ..ContextConfig::default()
+    };
+    Loader::open(&cfg)
+        .unwrap_or_else(|e| panic!("fixtures {files:?} must load: {e}"))
+        .build()
+}
+
+fn ns(rfc3339: &str) -> u64 {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).expect("test time");
+    t.timestamp_nanos_opt().expect("in range") as u64
+}
+
+/// What `ip` was at `when`: column name → value, for the columns that are set.
+fn at(inv: &Inventory, ip: &str, when: &str) -> Vec<(&'static str, String)> {
+    let mut e = EndContext::default();
+    inv.lookup(ip.parse().expect("test address"), ns(when), &mut e);
+    let names = [
+        "pod",
+        "pod_namespace",
+        "pod_node",
+        "svc",
+        "instance",
+        "instance_name",
+        "vpc",
+        EXTRA[0].0,
+        EXTRA[1].0,
+        EXTRA[2].0,
+        EXTRA[3].0,
+    ];
+    e.columns()
+        .iter()
+        .zip(names)
+        .filter_map(|(v, n)| v.map(|v| (n, String::from_utf8_lossy(v).into_owned())))
+        .collect()
+}
+
+fn get(cols: &[(&'static str, String)], name: &str) -> Option<String> {
+    cols.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.clone())
+}
+
+#[test]
+fn pods_from_kubectl_json() {
+    let inv = load(&["pods.json"]);
+    let c = at(&inv, "198.18.100.7", "2024-05-01T10:00:00Z");
+    assert_eq!(get(&c, "pod").as_deref(), Some("checkout-7d4b9c6f5-x2x1z"));
+    assert_eq!(get(&c, "pod_namespace").as_deref(), Some("shop"));
+    assert_eq!(get(&c, "pod_node").as_deref(), Some("worker-a"));
+    assert_eq!(get(&c, "app").as_deref(), Some("checkout"));
+    // The second address of a dual-stack pod.
+    let c6 = at(&inv, "fd00:10:244::7", "2024-05-01T10:00:00Z");
+    assert_eq!(get(&c6, "pod").as_deref(), Some("checkout-7d4b9c6f5-x2x1z"));
+    // Before the pod started.
+    assert!(at(&inv, "198.18.100.7", "2024-05-01T09:58:11Z").is_empty());
+    // A pod on the host network does not claim its node's address; a pending pod has none.
+    assert!(at(&inv, "198.18.10.1", "2024-05-01T10:00:00Z").is_empty());
+}
+
+#[test]
+fn two_pods_use_one_address_one_after_the_other() {
+    // report-28573920-4kq9z (a job) held 198.18.100.9 from 09:00:00 until it finished at
+    // 09:04:30; ledger-6f9c8d7b5-p8m2d has held it since 09:30:00. kubectl still lists the
+    // finished job's address: the window must close when it finished, not when it is deleted.
+    let inv = load(&["pods.json"]);
+    let pod = |when| get(&at(&inv, "198.18.100.9", when), "pod");
+    assert_eq!(
+        pod("2024-05-01T09:02:00Z").as_deref(),
+        Some("report-28573920-4kq9z")
+    );
+    assert_eq!(pod("2024-05-01T09:10:00Z"), None, "in the gap");
+    assert_eq!(
+        pod("2024-05-01T09:45:00Z").as_deref(),
+        Some("ledger-6f9c8d7b5-p8m2d")
+    );
+    assert_eq!(
+        get(
+            &at(&inv, "198.18.100.9", "2024-05-01T09:02:00Z"),
+            "pod_namespace"
+        )
+        .as_deref(),
+        Some("batch")
+    );
+}
+
+#[test]
+fn a_terminating_pod_holds_its_address_until_its_deletion_time() {
+    let inv = load(&["pods.json"]);
+    let pod = |when| get(&at(&inv, "198.18.100.12", when), "pod");
+    assert_eq!(pod("2024-05-01T10:05:29Z").as_deref(), Some("search-0"));
+    assert_eq!(pod("2024-05-01T10:05:30Z"), None);
+}
+
+#[test]
+fn services_and_nodes() {
+    let inv = load(&["services.json", "nodes.json"]);
+    let when = "2024-05-01T10:00:00Z";
+    for ip in ["198.19.0.20", "fd00:96::14"] {
+        assert_eq!(
+            get(&at(&inv, ip, when), "svc").as_deref(),
+            Some("shop/checkout"),
+            "{ip}"
+        );
+    }
+    for ip in ["198.19.0.99", "198.18.200.10"] {
+        assert_eq!(
+            get(&at(&inv, ip, when), "svc").as_deref(),
+            Some("ingress-nginx/ingress-nginx-controller"),
+            "{ip}: cluster IP and load-balancer address"
+        );
+    }
+    // Created on 2024-04-20: not before.
+    assert!(at(&inv, "198.19.0.20", "2024-04-19T00:00:00Z").is_empty());
+    let node = at(&inv, "198.18.10.1", when);
+    assert_eq!(get(&node, "pod_node").as_deref(), Some("worker-a"));
+    assert_eq!(get(&node, "pod"), None);
+    // Only InternalIP addresses name a node.
+    assert!(at(&inv, "203.0.113.10", when).is_empty());
+}
+
+#[test]
+fn instances_from_describe_instances() {
+    let inv = load(&["ec2.json"]);
+    let when = "2024-05-01T10:00:00Z";
+    for ip in ["198.18.10.1", "203.0.113.10", "fd00:ec2::a1", "198.18.11.5"] {
+        let c = at(&inv, ip, when);
+        assert_eq!(
+            get(&c, "instance").as_deref(),
+            Some("i-0a1b2c3d4e5f60718"),
+            "{ip}"
+        );
+        assert_eq!(get(&c, "instance_name").as_deref(), Some("k8s-worker-a"));
+        assert_eq!(get(&c, "vpc").as_deref(), Some("vpc-0fedcba9876543210"));
+        assert_eq!(get(&c, "az").as_deref(), Some("eu-west-1a"));
+        assert_eq!(get(&c, "owner").as_deref(), Some("platform"));
+    }
+    // The second interface was attached on 2024-04-15 at 06:00.
+    assert!(at(&inv, "198.18.11.5", "2024-04-15T05:59:59Z").is_empty());
+    assert_eq!(
+        get(&at(&inv, "198.18.10.1", "2024-04-02T00:00:00Z"), "instance").as_deref(),
+        Some("i-0a1b2c3d4e5f60718")
+    );
+    // A stopped instance keeps its private address; it has no Name tag.
+    let c = at(&inv, "198.18.20.4", when);
+    assert_eq!(get(&c, "instance").as_deref(), Some("i-0c3d4e5f607182930"));
+    assert_eq!(get(&c, "instance_name"), None);
+    assert_eq!(get(&c, "owner").as_deref(), Some("data"));
+}
+
+#[test]
+fn sources_merge_per_column() {
+    let inv = load(&[
+        "pods.json",
+        "services.json",
+        "nodes.json",
+        "ec2.json",
+        "table.jsonl",
+    ]);
+    // A pod address that is also a secondary address of its node's instance (the VPC CNI
+    // way): the pod columns from kubectl, the instance columns from EC2, and the operator's
+    // table row adds a team but does not override the pod.
+    let c = at(&inv, "198.18.100.7", "2024-05-01T10:00:00Z");
+    assert_eq!(get(&c, "pod").as_deref(), Some("checkout-7d4b9c6f5-x2x1z"));
+    assert_eq!(get(&c, "instance").as_deref(), Some("i-0a1b2c3d4e5f60718"));
+    assert_eq!(get(&c, "team").as_deref(), Some("payments-override"));
+    // The node's address: node from kubectl, instance from EC2.
+    let c = at(&inv, "198.18.10.1", "2024-05-01T10:00:00Z");
+    assert_eq!(get(&c, "pod_node").as_deref(), Some("worker-a"));
+    assert_eq!(get(&c, "instance_name").as_deref(), Some("k8s-worker-a"));
+}
+
+#[test]
+fn a_table_covers_anything_else_with_its_own_windows() {
+    let inv = load(&["table.jsonl"]);
+    let c = at(&inv, "198.18.30.5", "2024-05-01T12:00:00Z");
+    assert_eq!(get(&c, "team").as_deref(), Some("payments"));
+    assert_eq!(get(&c, "instance_name").as_deref(), Some("legacy-billing"));
+    let c = at(&inv, "198.18.30.5", "2024-05-02T12:00:00Z");
+    assert_eq!(get(&c, "team").as_deref(), Some("search"));
+    assert_eq!(get(&c, "instance_name"), None);
+    assert!(at(&inv, "198.18.30.5", "2024-04-30T12:00:00Z").is_empty());
+    let c = at(&inv, "fd00:30::5", "2030-01-01T00:00:00Z");
+    assert_eq!(get(&c, "team").as_deref(), Some("platform"));
+}
+
+#[test]
+fn a_broken_fixture_is_named_with_its_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(fixture("pods.json"))
+        .expect("fixture")
+        .replacen("\"198.18.100.12\"", "\"198.18.100.312\"", 2);
+    let path = dir.path().join("pods.json");
+    std::fs::write(&path, text).expect("write");
+    let cfg = ContextConfig {
+        paths: vec![path],
+        ..ContextConfig::default()
+    };
+    let e = Loader::open(&cfg).expect_err("a bad address must be refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("pods.json") && msg.contains("items[3].status.podIP"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_attribute_columns_take_labels_tags_and_table_fields() {
+    let cfg = ContextConfig {
+        paths: vec![fixture("pods.json"), fixture("ec2.json")],
+        extra: extra(&[
+            ("uid", "uid"),
+            ("phase", "phase"),
+            ("account", "account"),
+            ("type", "instance_type"),
+        ]),
+        ..ContextConfig::default()
+    };
+    let inv = Loader::open(&cfg).expect("fixtures load").build();
+    let mut e = EndContext::default();
+    inv.lookup(
+        "198.18.100.7".parse().unwrap(),
+        ns("2024-05-01T10:00:00Z"),
+        &mut e,
+    );
+    let v = |c: usize| e.get(c).map(|v| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(v(col::POD).as_deref(), Some("checkout-7d4b9c6f5-x2x1z"));
+    assert_eq!(
+        v(7).as_deref(),
+        Some("0b5f7c1a-2d3e-4f60-8a9b-1c2d3e4f5a6b"),
+        "uid"
+    );
+    assert_eq!(v(8).as_deref(), Some("Running"), "phase");
+    assert_eq!(v(9).as_deref(), Some("123456789012"), "account");
+    assert_eq!(v(10).as_deref(), Some("m6i.xlarge"), "instance type");
+}
