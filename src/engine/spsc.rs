@@ -95,6 +95,11 @@ impl<T> Producer<T> {
     pub fn is_empty(&self) -> bool {
         self.shared.queue.is_empty()
     }
+
+    /// The most values the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.queue.capacity()
+    }
 }
 
 impl<T> Drop for Producer<T> {

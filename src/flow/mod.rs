@@ -28,6 +28,7 @@ mod tcp;
 #[cfg(test)]
 mod tests;
 mod uid;
+pub use conn::Conn;
 pub use local::LocalNets;
 pub use table::Shard;
 pub use uid::conn_uid;

@@ -102,6 +102,12 @@ impl Shard {
         self.schedule(idx);
     }
 
+    /// The connection with this key, if this shard tracks it (protocol logs such as dns.log
+    /// read its uid and roles).
+    pub fn get(&self, key: &FlowKey) -> Option<&Conn> {
+        self.map.get(key).map(|&i| &self.slots[i as usize].conn)
+    }
+
     /// Remembers a connection announced by a control connection; when it starts, it gets the
     /// announced service.
     pub fn expect(&mut self, e: Expectation) {

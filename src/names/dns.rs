@@ -219,6 +219,15 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// after it where it is stored. A compression pointer must point strictly before the
     /// label run that contains it, which bounds the walk.
     pub fn read_name(&self, off: usize, out: &mut Name) -> Result<usize, DnsError> {
+        self.read_name_as(off, out, true)
+    }
+
+    /// Like [`Message::read_name`], keeping the letters' case as the message spells them.
+    pub fn read_name_raw(&self, off: usize, out: &mut Name) -> Result<usize, DnsError> {
+        self.read_name_as(off, out, false)
+    }
+
+    fn read_name_as(&self, off: usize, out: &mut Name, lower: bool) -> Result<usize, DnsError> {
         out.clear();
         let b = self.buffer.as_ref();
         let mut pos = off;
@@ -239,7 +248,11 @@ impl<T: AsRef<[u8]>> Message<T> {
                         out.push_byte(b'.');
                     }
                     for &c in label {
-                        out.push_byte(c);
+                        if lower {
+                            out.push_byte(c);
+                        } else {
+                            out.push_raw(c);
+                        }
                     }
                     pos += 1 + len as usize;
                 }

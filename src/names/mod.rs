@@ -18,6 +18,7 @@ pub mod bucket;
 pub mod cache;
 pub mod dhcp;
 pub mod dns;
+pub mod dnslog;
 pub mod evidence;
 pub mod http;
 pub mod mesh;
@@ -69,6 +70,17 @@ impl Name {
             return false;
         }
         self.buf[self.len as usize] = b.to_ascii_lowercase();
+        self.len += 1;
+        true
+    }
+
+    /// Appends one byte as it is (DNS names as a message spells them); false when full.
+    #[inline]
+    pub fn push_raw(&mut self, b: u8) -> bool {
+        if self.len as usize >= NAME_CAP {
+            return false;
+        }
+        self.buf[self.len as usize] = b;
         self.len += 1;
         true
     }

@@ -12,6 +12,7 @@
 //! - [`clock`]: the time that drives rotation: packet time offline, wall time live.
 
 pub mod clock;
+pub mod dns;
 pub mod json;
 pub mod namecache;
 pub mod record;

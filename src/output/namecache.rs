@@ -4,6 +4,55 @@
 use super::schema::{Field, FieldSink, LogRecord, Schema, ZeekType};
 use crate::engine::worker::NamesReport;
 use crate::names::evidence::EvidenceCounters;
+use crossbeam_utils::CachePadded;
+use std::sync::Mutex;
+
+/// Where live workers publish their name counters for the periodic namecache.log record: one
+/// cache-padded slot per worker. A worker publishes a few times a second with `try_lock`, so
+/// it never waits (a publication that meets the reader is skipped; the next one carries the
+/// same cumulative counts); the main thread reads every slot once per stats interval.
+pub struct NameCacheBoard {
+    slots: Box<[CachePadded<Mutex<Published>>]>,
+}
+
+/// One worker's last publication: its names, and the evidence its dispatcher parsed.
+type Published = (NamesReport, EvidenceCounters);
+
+impl NameCacheBoard {
+    pub fn new(workers: usize) -> NameCacheBoard {
+        NameCacheBoard {
+            slots: (0..workers)
+                .map(|_| CachePadded::new(Mutex::new(Default::default())))
+                .collect(),
+        }
+    }
+
+    /// Worker `w`'s counters so far: its names, and the evidence its dispatcher parsed.
+    /// `wait` blocks for the slot (at exit); otherwise a busy slot skips this publication.
+    pub fn publish(&self, w: usize, names: NamesReport, evidence: EvidenceCounters, wait: bool) {
+        let slot = &self.slots[w];
+        let guard = if wait {
+            Some(slot.lock().unwrap_or_else(|p| p.into_inner()))
+        } else {
+            slot.try_lock().ok()
+        };
+        if let Some(mut g) = guard {
+            *g = (names, evidence);
+        }
+    }
+
+    /// One record summed over every worker's last publication.
+    pub fn record(&self, ts_ns: u64) -> NameCacheRecord {
+        let mut reports = Vec::with_capacity(self.slots.len());
+        let mut evidence = EvidenceCounters::default();
+        for slot in self.slots.iter() {
+            let g = slot.lock().unwrap_or_else(|p| p.into_inner());
+            reports.push(g.0);
+            evidence.add(&g.1);
+        }
+        NameCacheRecord::from_reports(ts_ns, &reports, evidence)
+    }
+}
 
 /// One namecache.log record.
 #[derive(Clone, Copy, Debug, Default)]
