@@ -173,7 +173,7 @@ fn run_once(frames: &[(u64, LinkType, Vec<u8>)], ctx: Option<&Context>) -> u64 {
         let _ = d.dispatch(&frame, |x| match x {
             Dispatched::Packet(_, s) => shard.process(&s, &mut |r| out.emit(r)),
             Dispatched::Expect(e) => shard.expect(e),
-            Dispatched::Name(..) => {}
+            Dispatched::Name(..) | Dispatched::Dns(..) => {}
         });
         while rx.pop().is_some() {}
     }

@@ -256,6 +256,20 @@ fn num(stats: &HashMap<String, String>, k: &str) -> u64 {
 struct Replay {
     stats: HashMap<String, String>,
     stderr: String,
+    /// The live conn.log, dns.log and namecache.log rows (the last two empty unless asked for
+    /// with `--logs`).
+    conn: Vec<HashMap<String, String>>,
+    dns: Vec<HashMap<String, String>>,
+    namecache: Vec<HashMap<String, String>>,
+}
+
+/// The rows of a log that may not have been written.
+fn rows_if_any(path: &Path) -> Vec<HashMap<String, String>> {
+    if path.exists() {
+        tsv_rows(path)
+    } else {
+        Vec::new()
+    }
 }
 
 /// Replays `frames` (frame `i` at `offsets_ns[i]`) into a fresh pair, captures them with `workers` workers, and
@@ -360,7 +374,13 @@ fn replay_and_compare(
             .sum()
     };
     assert_eq!(pkts(&live_dir), pkts(&off_dir));
-    Replay { stats, stderr }
+    Replay {
+        stats,
+        stderr,
+        conn: tsv_rows(&live_dir.join("conn.log")),
+        dns: rows_if_any(&live_dir.join("dns.log")),
+        namecache: rows_if_any(&live_dir.join("namecache.log")),
+    }
 }
 
 /// Many flows in 198.18.0.0/15 and fd00::/8: TCP sessions of every ending, DNS over both
@@ -484,6 +504,101 @@ fn live_synthetic_two_workers_with_forced_forwarding_matches_offline() {
         "XPS put every frame on queue 0, so about half of them belong to worker 1; forwarded only {fwd}"
     );
     assert_eq!(num(&r.stats, "forward_dropped"), 0);
+}
+
+/// Each client looks a service up (the answer replayed first), then connects to it: every
+/// such connection must carry the looked-up name live, as offline (the parity check compares
+/// the name columns too). Two workers with every frame steered to queue 0, so the DNS answer
+/// and the connection are read by worker 0 while about half of them are owned by worker 1,
+/// and the names travel through the evidence side queues and the replication mesh. dns.log
+/// gets one row per exchange, with the uid of its conn.log row; namecache.log gets a record
+/// every stats interval and one at exit.
+#[test]
+fn live_names_are_present_for_looked_up_servers_and_match_offline() {
+    require_live!();
+    const LOOKUPS: u32 = 150;
+    let mut t = Trace::new();
+    let mut ts = 1_000_000_000u64;
+    let resolver = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 53));
+    for i in 0..LOOKUPS {
+        let client = IpAddr::V4(Ipv4Addr::new(198, 18, 1 + (i >> 8) as u8, i as u8));
+        let server = Ipv4Addr::new(198, 19, 2 + (i >> 8) as u8, i as u8);
+        let name = format!("svc{i}.names.test");
+        let mut dns =
+            DnsSpec::query(&name, 1).answer(DnsRecord::new(&name, 600, DnsData::A(server)));
+        dns.client = SocketAddr::new(client, 30_000 + i as u16);
+        dns.server = SocketAddr::new(resolver, 53);
+        dns.id = i as u16;
+        ts = t.dns_exchange(&dns, ts) + 200_000;
+        let spec = TcpSpec {
+            client: SocketAddr::new(client, 40_000 + i as u16),
+            server: SocketAddr::new(IpAddr::V4(server), 443),
+            client_segments: 2,
+            server_segments: 2,
+            step_ns: 100_000,
+            ..TcpSpec::default()
+        };
+        ts = t.tcp_session(&spec, ts) + 200_000;
+    }
+    t.sort_by_time();
+    let frames: Vec<Vec<u8>> = t.frames().iter().map(|f| f.data.clone()).collect();
+    let r = replay_and_compare(
+        &frames,
+        &paced(frames.len(), PPS),
+        2,
+        true,
+        &["--logs", "conn,dns,namecache"],
+    );
+    assert!(
+        num(&r.stats, "forwarded_out") > frames.len() as u64 / 5,
+        "worker 1 owns about half of the flows"
+    );
+    assert_eq!(num(&r.stats, "forward_dropped"), 0);
+
+    let mut named = 0;
+    for row in r.conn.iter().filter(|r| r["id.resp_p"] == "443") {
+        let last = row["id.resp_h"].rsplit('.').next().unwrap().to_string();
+        let third: u32 = row["id.resp_h"].split('.').nth(2).unwrap().parse().unwrap();
+        let i = (third - 2) * 256 + last.parse::<u32>().unwrap();
+        assert_eq!(
+            row["resp_name"],
+            format!("svc{i}.names.test"),
+            "live conn.log row without the looked-up name: {row:?}"
+        );
+        assert_eq!(row["resp_name_src"], "A");
+        named += 1;
+    }
+    assert_eq!(named, LOOKUPS, "one named connection per lookup");
+
+    // dns.log: one row per exchange, each with its connection's conn.log uid.
+    assert_eq!(r.dns.len(), LOOKUPS as usize, "dns.log rows");
+    for d in &r.dns {
+        let conn = r
+            .conn
+            .iter()
+            .find(|c| c["uid"] == d["uid"])
+            .unwrap_or_else(|| panic!("dns.log uid {} is in no conn.log row", d["uid"]));
+        for k in ["id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"] {
+            assert_eq!(conn[k], d[k], "{k} of dns.log row {d:?}");
+        }
+        assert_eq!(d["rcode_name"], "NOERROR");
+        assert!(d["answers"].starts_with("198.19."), "{d:?}");
+    }
+
+    // namecache.log: at least one interval record before the one at exit, which counts
+    // every named connection.
+    assert!(
+        r.namecache.len() >= 2,
+        "namecache.log rows: {:?}",
+        r.namecache
+    );
+    let last = r.namecache.last().unwrap();
+    let conns_named: u64 = last["conns_named"].parse().unwrap();
+    assert!(conns_named >= u64::from(LOOKUPS), "{last:?}");
+    assert!(
+        last["ev_a"].parse::<u64>().unwrap() >= u64::from(LOOKUPS),
+        "{last:?}"
+    );
 }
 
 /// IP addresses of real traces mapped into 198.18.0.0/15 and fd00::/8, with the IPv4 header

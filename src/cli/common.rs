@@ -153,8 +153,8 @@ pub struct NameArgs {
     /// restart keeps its names. A corrupt or foreign file is reported and ignored.
     #[arg(long, value_name = "FILE")]
     pub name_state: Option<std::path::PathBuf>,
-    /// Logs to write, comma-separated: conn (always), namecache (name-cache hit rates and
-    /// replication counts, at exit).
+    /// Logs to write, comma-separated: conn (always), dns (Zeek's dns.log), namecache
+    /// (name-cache hit rates and replication counts, every stats interval live and at exit).
     #[arg(long, value_name = "LOG,...", default_value = "conn")]
     pub logs: String,
 }
@@ -172,7 +172,8 @@ impl NameArgs {
             match l {
                 "conn" => {}
                 "namecache" => logs.namecache = true,
-                other => bail!("--logs: unknown log {other:?}; choose among conn, namecache"),
+                "dns" => logs.dns = true,
+                other => bail!("--logs: unknown log {other:?}; choose among conn, dns, namecache"),
             }
         }
         Ok(logs)

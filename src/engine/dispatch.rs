@@ -11,6 +11,7 @@ use crate::flow::conn_uid;
 use crate::flow::expect::{ftp_announcement, Expectation};
 use crate::flow::key::{Endpoints, FlowKey};
 use crate::flow::summary::PacketSummary;
+use crate::names::dnslog::{self, DnsMsg};
 use crate::names::{Evidence, EvidenceCounters, EvidenceParser};
 use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
 use hashbrown::HashMap;
@@ -27,7 +28,7 @@ const MAX_TUNNELS: usize = 65_536;
 #[derive(Clone, Copy, Debug)]
 // The packet variant is stored inline on purpose: boxing it would allocate per packet.
 #[allow(clippy::large_enum_variant)]
-pub enum Dispatched {
+pub enum Dispatched<'a> {
     /// A packet for the worker that owns its flow.
     Packet(usize, PacketSummary),
     /// A connection announced by a control connection: every worker must learn it, since
@@ -36,6 +37,9 @@ pub enum Dispatched {
     /// Name evidence for the worker that owns the flow that carried it (parsed here, where
     /// the whole payload is; the summary keeps only its first bytes). Sent before the packet.
     Name(usize, Evidence),
+    /// A DNS message for dns.log, for the worker that owns its connection. Sent after the
+    /// packet that carried it, so the owner already tracks the connection.
+    Dns(usize, &'a DnsMsg),
 }
 
 /// Counters of the dispatch step (plain integers: one dispatcher per thread).
@@ -86,6 +90,42 @@ impl TunnelTable {
     }
 }
 
+/// The DNS messages of one packet: a UDP datagram's payload, or the length-prefixed messages
+/// of a TCP segment when the segment holds whole messages and nothing else (a segment that
+/// continues a message cut by the previous one is not read: the owner has no reassembly).
+fn dns_messages(p: &Packet<'_>, ts: u64, ep: Endpoints, mut emit: impl FnMut(&DnsMsg)) {
+    match p.l4 {
+        crate::decode::L4::Udp { .. } => {
+            if let Some(m) = dnslog::parse_message(p.payload, ts, ep) {
+                emit(&m);
+            }
+        }
+        crate::decode::L4::Tcp { .. } => {
+            // Check the framing first, so a continuation segment yields nothing at all.
+            let mut rest = p.payload;
+            while rest.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if len < 12 || rest.len() < 2 + len {
+                    return;
+                }
+                rest = &rest[2 + len..];
+            }
+            if !rest.is_empty() {
+                return;
+            }
+            let mut rest = p.payload;
+            while rest.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if let Some(m) = dnslog::parse_message(&rest[2..2 + len], ts, ep) {
+                    emit(&m);
+                }
+                rest = &rest[2 + len..];
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The receiving half of a worker.
 pub struct Dispatcher {
     decoder: Decoder,
@@ -98,6 +138,8 @@ pub struct Dispatcher {
     names: Option<EvidenceParser>,
     /// The largest packet time seen so far: the clock evidence is stamped with.
     clock: u64,
+    /// Read DNS messages for dns.log.
+    dns_log: bool,
 }
 
 fn encap_key(e: &Encap) -> FlowKey {
@@ -133,7 +175,14 @@ impl Dispatcher {
             counters: DispatchCounters::default(),
             names: None,
             clock: 0,
+            dns_log: false,
         }
+    }
+
+    /// Also reads every DNS message (on Zeek's DNS ports) for dns.log.
+    pub fn with_dns_log(mut self, on: bool) -> Dispatcher {
+        self.dns_log = on;
+        self
     }
 
     /// Also parses name evidence (DNS, mDNS, LLMNR, SNI, HTTP Host, DHCP) from every packet.
@@ -147,7 +196,7 @@ impl Dispatcher {
     pub fn dispatch(
         &mut self,
         frame: &Frame<'_>,
-        mut emit: impl FnMut(Dispatched),
+        mut emit: impl FnMut(Dispatched<'_>),
     ) -> Result<(), DecodeError> {
         self.counters.frames += 1;
         let ts = frame.ts_ns;
@@ -159,9 +208,11 @@ impl Dispatcher {
         let tunnels = &mut self.tunnels;
         let counters = &mut self.counters;
         let names = &mut self.names;
+        let dns_log = self.dns_log;
         self.decoder
             .decode(frame.link, ts, frame.data, |p: &Packet<'_>| {
-                let (key, _) = Endpoints::of_packet(p).key();
+                let ep = Endpoints::of_packet(p);
+                let (key, _) = ep.key();
                 if p.carries.is_some() {
                     // Registers the outer connection's start before any inner packet names it.
                     tunnels.touch(key, ts);
@@ -190,6 +241,12 @@ impl Dispatcher {
                     owner,
                     PacketSummary::from_packet(p, ts, parents),
                 ));
+                if dns_log
+                    && !p.payload.is_empty()
+                    && dnslog::dns_ports(p.ip_proto, ep.src_port, ep.dst_port)
+                {
+                    dns_messages(p, ts, ep, |m| emit(Dispatched::Dns(owner, m)));
+                }
             })
     }
 

@@ -17,10 +17,11 @@
 //! kernel detach it anyway if the process dies any other way.
 
 use super::dispatch::{Dispatched, Dispatcher};
-use super::spsc::{self, Consumer, Producer};
+use super::spsc::{self, Producer};
 use super::stats::{BatchLatency, Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats};
 use super::worker::{
-    apply, apply_named, FullPolicy, NamesReport, RecordOut, ToWorker, WorkerNames,
+    apply, apply_named, link, FullPolicy, Inbox, NamesReport, Outbox, RecordOut, Side, ToWorker,
+    WorkerNames, SIDE_QUEUE_CAPACITY,
 };
 use crate::capture::xdp::{
     AttachedMode, Interface, XdpConfig, XdpError, XdpMode, XdpProgram, MAX_QUEUES,
@@ -223,14 +224,14 @@ fn run(
     }
 
     // The mesh: producer [from][to] and consumer [to][from], None on the diagonal.
-    let mut mesh_tx: Vec<Vec<Option<Producer<ToWorker>>>> = (0..n).map(|_| Vec::new()).collect();
-    let mut mesh_rx: Vec<Vec<Consumer<ToWorker>>> = (0..n).map(|_| Vec::new()).collect();
+    let mut mesh_tx: Vec<Vec<Option<Outbox>>> = (0..n).map(|_| Vec::new()).collect();
+    let mut mesh_rx: Vec<Vec<Inbox>> = (0..n).map(|_| Vec::new()).collect();
     for (from, row) in mesh_tx.iter_mut().enumerate() {
         for (to, inbound) in mesh_rx.iter_mut().enumerate() {
             if from == to {
                 row.push(None);
             } else {
-                let (p, c) = spsc::channel(cfg.forward_queue_capacity);
+                let (p, c) = link(cfg.forward_queue_capacity, SIDE_QUEUE_CAPACITY);
                 row.push(Some(p));
                 inbound.push(c);
             }
@@ -247,6 +248,18 @@ fn run(
     let mut writer = Writer::open(&cfg.output, Clock::Wall)?;
     writer.add_log(conn_rx)?;
     writer.add_log(vec![stats_rx])?;
+    let mut dns_tx: Vec<Option<Producer<crate::output::dns::DnsRecord>>> =
+        (0..n).map(|_| None).collect();
+    if cfg.logs.dns {
+        let mut rxs = Vec::with_capacity(n);
+        for tx in dns_tx.iter_mut() {
+            // dns.log records carry up to 4 KiB of answers: a smaller queue than conn.log's.
+            let (p, c) = spsc::channel(cfg.record_queue_capacity.min(1024));
+            *tx = Some(p);
+            rxs.push(c);
+        }
+        writer.add_log(rxs)?;
+    }
     let namecache_tx = if cfg.logs.namecache {
         let (tx, rx) = spsc::channel::<crate::output::namecache::NameCacheRecord>(4);
         writer.add_log(vec![rx])?;
@@ -289,6 +302,7 @@ fn run(
     drop(restored);
 
     let board = StatsBoard::new(n);
+    let names_board = crate::output::namecache::NameCacheBoard::new(n);
     // Workers that have left their loop; the main thread stops waiting once all have.
     let finished = AtomicUsize::new(0);
     // Set by the main thread once the XSKMAP is emptied: the workers may drain and exit.
@@ -297,11 +311,12 @@ fn run(
     let result = std::thread::scope(|s| -> Result<(), CaptureError> {
         let writer_handle = s.spawn(move || writer.run());
         let mut handles = Vec::with_capacity(n);
-        for (w, (((socks, tx), (rx, records)), names)) in sockets
+        for (w, ((((socks, tx), (rx, records)), names), dns)) in sockets
             .into_iter()
             .zip(mesh_tx)
             .zip(mesh_rx.into_iter().zip(conn_tx))
             .zip(worker_names.drain(..))
+            .zip(dns_tx.drain(..))
             .enumerate()
         {
             let core = if cores.is_empty() {
@@ -316,8 +331,10 @@ fn run(
                 to_others: tx,
                 inbound: rx,
                 out: RecordOut::new(records, FullPolicy::Drop)
-                    .with_context(cfg.context.as_ref().map(crate::context::Context::reader)),
+                    .with_context(cfg.context.as_ref().map(crate::context::Context::reader))
+                    .with_dns(dns),
                 board: &board,
+                names_board: &names_board,
                 drain: &drain,
                 finished: &finished,
                 names,
@@ -390,6 +407,11 @@ fn run(
                     // interval's record carries the same cumulative counts.
                     let _ = stats_tx.try_push(r);
                 }
+                if let (Some(tx), true) = (&namecache_tx, cfg.names.is_some()) {
+                    // Cumulative counts, like stats.log: a record that does not fit is
+                    // carried by the next one.
+                    let _ = tx.try_push(names_board.record(snap.ts_ns));
+                }
                 prev = snap;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -410,12 +432,8 @@ fn run(
                 Err(_) => panicked = true,
             }
         }
-        let reports: Vec<NamesReport> = nodes.iter().map(WorkerNames::report).collect();
-        let summary = crate::output::namecache::NameCacheRecord::from_reports(
-            wall_ns(),
-            &reports,
-            crate::names::EvidenceCounters::default(),
-        );
+        // Every worker has published its final counts on its way out.
+        let summary = names_board.record(wall_ns());
         report.names = summary.names;
         if let Some(tx) = namecache_tx {
             // At exit the writer still runs, so this waits at most for a few records.
@@ -463,10 +481,12 @@ struct WorkerCtx<'a> {
     workers: usize,
     sockets: Vec<XskSocket>,
     /// Indexed by owner; `None` for this worker itself.
-    to_others: Vec<Option<Producer<ToWorker>>>,
-    inbound: Vec<Consumer<ToWorker>>,
+    to_others: Vec<Option<Outbox>>,
+    inbound: Vec<Inbox>,
     out: RecordOut,
     board: &'a StatsBoard,
+    /// Name counters for the periodic namecache.log record.
+    names_board: &'a crate::output::namecache::NameCacheBoard,
     drain: &'a AtomicBool,
     finished: &'a AtomicUsize,
     names: Option<WorkerNames>,
@@ -495,11 +515,13 @@ fn run_live_worker(
         inbound,
         mut out,
         board,
+        names_board,
         drain,
         finished,
         mut names,
     } = ctx;
     let guard = FinishGuard(finished);
+    let dns_log = out.has_dns();
     let mut dispatcher = Dispatcher::new(
         decode,
         workers,
@@ -507,7 +529,8 @@ fn run_live_worker(
         flow.uid_seed,
         flow.udp_inactivity_ns,
     )
-    .with_names(names.is_some());
+    .with_names(names.is_some())
+    .with_dns_log(dns_log);
     let mut shard = Shard::new(flow);
     let mut st = WorkerStats {
         zero_copy: u64::from(sockets.iter().all(XskSocket::zero_copy)),
@@ -535,13 +558,13 @@ fn run_live_worker(
         let mut got_in = 0usize;
         for q in &inbound {
             for _ in 0..INBOUND_BATCH {
-                let Some(msg) = q.pop() else { break };
+                let Some((msg, side)) = q.pop() else { break };
                 if matches!(msg, ToWorker::Packet(_)) {
                     st.forwarded_in += 1;
                 }
                 match names.as_mut() {
-                    Some(n) => apply_named(&mut shard, n, msg, &mut out),
-                    None => apply(&mut shard, msg, &mut out),
+                    Some(n) => apply_named(&mut shard, n, msg, side, &mut out),
+                    None => apply(&mut shard, msg, side, &mut out),
                 }
                 got_in += 1;
             }
@@ -582,6 +605,9 @@ fn run_live_worker(
             last_publish = now;
             latency.publish_into(&mut st);
             publish(board, me, &mut st, &dispatcher, &shard, &out);
+            if let Some(n) = names.as_ref() {
+                names_board.publish(me, n.report(), dispatcher.evidence_counters(), false);
+            }
         }
         if draining && got == 0 {
             // The XSKMAP no longer points at our sockets and the rings are empty: stop
@@ -604,19 +630,19 @@ fn run_live_worker(
     loop {
         let mut got = 0;
         for q in &inbound {
-            while let Some(msg) = q.pop() {
+            while let Some((msg, side)) = q.pop() {
                 if matches!(msg, ToWorker::Packet(_)) {
                     st.forwarded_in += 1;
                 }
                 match names.as_mut() {
-                    Some(n) => apply_named(&mut shard, n, msg, &mut out),
-                    None => apply(&mut shard, msg, &mut out),
+                    Some(n) => apply_named(&mut shard, n, msg, side, &mut out),
+                    None => apply(&mut shard, msg, side, &mut out),
                 }
                 got += 1;
             }
         }
         if got == 0 {
-            if inbound.iter().all(Consumer::is_finished) {
+            if inbound.iter().all(Inbox::is_finished) {
                 break;
             }
             std::thread::yield_now();
@@ -632,6 +658,9 @@ fn run_live_worker(
     read_socket_stats(&sockets, &mut sock_stats, &mut st);
     latency.publish_into(&mut st);
     publish(board, me, &mut st, &dispatcher, &shard, &out);
+    if let Some(n) = names.as_ref() {
+        names_board.publish(me, n.report(), dispatcher.evidence_counters(), true);
+    }
     drop(guard);
     names
 }
@@ -643,7 +672,7 @@ fn rx_round(
     sockets: &mut [XskSocket],
     dispatcher: &mut Dispatcher,
     me: usize,
-    to_others: &[Option<Producer<ToWorker>>],
+    to_others: &[Option<Outbox>],
     st: &mut WorkerStats,
     shard: &mut Shard,
     out: &mut RecordOut,
@@ -673,11 +702,20 @@ fn rx_round(
                     }
                 }
                 Dispatched::Name(owner, ev) => {
-                    // Evidence crosses the same queue as the packets of its flow; a full
-                    // queue drops it and counts it like a packet.
+                    // Evidence crosses the link of the packets of its flow (on its side
+                    // queue, in order); a full queue drops it and counts it like a packet.
                     let pushed = to_others[owner]
                         .as_ref()
-                        .is_some_and(|q| q.try_push(ToWorker::Name(ev)));
+                        .is_some_and(|q| q.side_try(Side::Name(ev)));
+                    if !pushed {
+                        st.forward_dropped += 1;
+                    }
+                }
+                Dispatched::Dns(owner, m) if owner == me => out.on_dns(shard, m),
+                Dispatched::Dns(owner, m) => {
+                    let pushed = to_others[owner]
+                        .as_ref()
+                        .is_some_and(|q| q.side_try(Side::Dns(*m)));
                     if !pushed {
                         st.forward_dropped += 1;
                     }

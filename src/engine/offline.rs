@@ -6,7 +6,10 @@
 
 use super::dispatch::{DispatchCounters, Dispatched, Dispatcher};
 use super::spsc;
-use super::worker::{run_worker, FullPolicy, ToWorker, WorkerNames, WorkerReport};
+use super::worker::{
+    link, run_worker, FullPolicy, Outbox, Side, ToWorker, WorkerNames, WorkerReport,
+    SIDE_QUEUE_CAPACITY,
+};
 use crate::capture::pcap::PcapReader;
 use crate::capture::{CaptureError, FrameSource};
 use crate::decode::{DecodeConfig, DecodeCounters};
@@ -15,6 +18,7 @@ use crate::names::mesh::{self, MeshPolicy, Progress};
 use crate::names::snapshot::{self, Saved, SnapshotError};
 use crate::names::{EvidenceCounters, NameNode, NamesConfig};
 use crate::output::clock::{floor_boundary, next_boundary};
+use crate::output::dns::DnsRecord;
 use crate::output::namecache::NameCacheRecord;
 use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
@@ -22,12 +26,16 @@ use std::path::PathBuf;
 
 /// Packet time between two ticks sent to every worker.
 const TICK_NS: u64 = 1_000_000_000;
+/// Capacity of each worker → writer dns.log queue, in records.
+const DNS_QUEUE_CAPACITY: usize = 1024;
 
 /// Which logs besides conn.log are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Logs {
     /// namecache.log: name-cache hit rates and replication counts (at exit offline).
     pub namecache: bool,
+    /// dns.log in Zeek's format.
+    pub dns: bool,
 }
 
 /// Everything `nameflow read` needs, already validated.
@@ -136,7 +144,7 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     let mut to_workers = Vec::with_capacity(n);
     let mut inboxes = Vec::with_capacity(n);
     for _ in 0..n {
-        let (p, c) = spsc::channel::<ToWorker>(cfg.queue_capacity);
+        let (p, c) = link(cfg.queue_capacity, SIDE_QUEUE_CAPACITY);
         to_workers.push(p);
         inboxes.push(c);
     }
@@ -158,6 +166,18 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     if let Err(e) = writer.add_log(record_consumers) {
         return (report, Err(e.into()));
     }
+    let mut dns_tx: Vec<Option<spsc::Producer<DnsRecord>>> = (0..n).map(|_| None).collect();
+    if cfg.logs.dns {
+        let mut rxs = Vec::with_capacity(n);
+        for tx in dns_tx.iter_mut() {
+            let (p, c) = spsc::channel::<DnsRecord>(DNS_QUEUE_CAPACITY);
+            *tx = Some(p);
+            rxs.push(c);
+        }
+        if let Err(e) = writer.add_log(rxs) {
+            return (report, Err(e.into()));
+        }
+    }
     let mut namecache_tx = None;
     if cfg.logs.namecache {
         let (tx, rx) = spsc::channel::<NameCacheRecord>(4);
@@ -175,7 +195,8 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         cfg.flow.uid_seed,
         cfg.flow.udp_inactivity_ns,
     )
-    .with_names(cfg.names.is_some());
+    .with_names(cfg.names.is_some())
+    .with_dns_log(cfg.logs.dns);
 
     // Names: one node per worker over a full mesh; offline a full replication queue waits
     // (while draining), and records wait for every worker to pass their lookup time.
@@ -204,10 +225,11 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     let scope_result = std::thread::scope(|s| {
         let writer = s.spawn(move || writer.run());
         let mut handles = Vec::with_capacity(n);
-        for (i, ((inbox, records), names)) in inboxes
+        for (i, (((inbox, records), names), dns)) in inboxes
             .into_iter()
             .zip(record_producers)
             .zip(worker_names.drain(..))
+            .zip(dns_tx.drain(..))
             .enumerate()
         {
             let core = cores.get(i % cores.len().max(1)).copied();
@@ -217,7 +239,15 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                 if let Some(c) = core {
                     core_affinity::set_for_current(c);
                 }
-                run_worker(vec![inbox], flow, records, FullPolicy::Wait, names, context)
+                run_worker(
+                    vec![inbox],
+                    flow,
+                    records,
+                    FullPolicy::Wait,
+                    names,
+                    context,
+                    dns,
+                )
             }));
         }
 
@@ -259,7 +289,10 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                     }
                 }
                 Dispatched::Name(owner, ev) => {
-                    to_workers[owner].push_wait(ToWorker::Name(ev));
+                    to_workers[owner].side_wait(Side::Name(ev));
+                }
+                Dispatched::Dns(owner, m) => {
+                    to_workers[owner].side_wait(Side::Dns(*m));
                 }
             });
             if ts >= last_tick.saturating_add(TICK_NS) {
@@ -337,12 +370,7 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
 /// records are queued. Then the clock moves to `at` and the writer, once it has
 /// written everything queued, rotates and says so. `stop` ends the wait when a thread has
 /// ended early (an output error), which the caller then reports.
-fn rotation_barrier(
-    to_workers: &[spsc::Producer<ToWorker>],
-    clock: &PacketClock,
-    at: u64,
-    stop: impl Fn() -> bool,
-) {
+fn rotation_barrier(to_workers: &[Outbox], clock: &PacketClock, at: u64, stop: impl Fn() -> bool) {
     let before = at.saturating_sub(1);
     for q in to_workers {
         q.push_wait(ToWorker::Tick(before));

@@ -9,11 +9,100 @@ use crate::flow::expect::Expectation;
 use crate::flow::summary::PacketSummary;
 use crate::flow::{FlowConfig, FlowCounters, Shard};
 use crate::names::cache::ReplicaStats;
+use crate::names::dnslog::{DnsLogCounters, DnsMsg, DnsTracker};
 use crate::names::mesh::{NodeCounters, Progress};
 use crate::names::{Evidence, NameNode};
+use crate::output::dns::DnsRecord;
 use crate::output::record::ConnRecord;
 use std::collections::VecDeque;
 use std::sync::Arc;
+
+/// Capacity of each side queue (name evidence and DNS messages, which are much larger than a
+/// packet summary but rare), in messages.
+pub const SIDE_QUEUE_CAPACITY: usize = 256;
+
+/// What crosses to a worker beside its packets: values too large to widen every inbox slot
+/// for. Each travels on the link's side queue and is announced in order by
+/// [`ToWorker::Side`] on the main queue.
+#[derive(Clone, Copy, Debug)]
+// Side values are few and large by nature; boxing them would allocate per message.
+#[allow(clippy::large_enum_variant)]
+pub enum Side {
+    /// Name evidence carried by a flow this worker owns: into its replica, then to the others.
+    Name(Evidence),
+    /// A DNS message of a connection this worker owns, for dns.log (sent after its packet).
+    Dns(DnsMsg),
+}
+
+/// The sending end of a dispatcher → worker link: the main queue and its side queue.
+pub struct Outbox {
+    main: Producer<ToWorker>,
+    side: Producer<Side>,
+}
+
+/// The receiving end of a dispatcher → worker link.
+pub struct Inbox {
+    main: Consumer<ToWorker>,
+    side: Consumer<Side>,
+}
+
+/// One dispatcher → worker link: `capacity` messages on the main queue, `side_capacity` on
+/// the side queue.
+pub fn link(capacity: usize, side_capacity: usize) -> (Outbox, Inbox) {
+    let (mp, mc) = super::spsc::channel(capacity);
+    let (sp, sc) = super::spsc::channel(side_capacity);
+    (Outbox { main: mp, side: sp }, Inbox { main: mc, side: sc })
+}
+
+impl Outbox {
+    /// Pushes, waiting for room (offline).
+    pub fn push_wait(&self, m: ToWorker) -> bool {
+        self.main.push_wait(m)
+    }
+
+    /// Pushes, or drops and counts when full (live).
+    pub fn try_push(&self, m: ToWorker) -> bool {
+        self.main.try_push(m)
+    }
+
+    /// Sends a side value, waiting for room in both queues (offline).
+    pub fn side_wait(&self, s: Side) -> bool {
+        self.side.push_wait(s) && self.main.push_wait(ToWorker::Side)
+    }
+
+    /// Sends a side value, or drops it when either queue is full (live). Only this thread
+    /// pushes onto the main queue, so room seen before the side push is still there after it:
+    /// a side value is never left without its announcement.
+    pub fn side_try(&self, s: Side) -> bool {
+        if self.main.len() >= self.main.capacity() {
+            return false;
+        }
+        self.side.try_push(s) && self.main.try_push(ToWorker::Side)
+    }
+
+    /// True when the main queue holds nothing (side values are always announced on it).
+    pub fn is_empty(&self) -> bool {
+        self.main.is_empty()
+    }
+}
+
+impl Inbox {
+    /// The next message, with the side value it announces.
+    #[inline]
+    pub fn pop(&self) -> Option<(ToWorker, Option<Side>)> {
+        let m = self.main.pop()?;
+        let side = match m {
+            ToWorker::Side => self.side.pop(),
+            _ => None,
+        };
+        Some((m, side))
+    }
+
+    /// True once the sender is gone and everything was taken.
+    pub fn is_finished(&self) -> bool {
+        self.main.is_finished()
+    }
+}
 
 /// What a worker's inbox carries.
 #[derive(Clone, Copy, Debug)]
@@ -27,8 +116,8 @@ pub enum ToWorker {
     Tick(u64),
     /// A connection announced by a control connection (sent to every worker).
     Expect(Expectation),
-    /// Name evidence carried by a flow this worker owns: into its replica, then to the others.
-    Name(Evidence),
+    /// The next value of the side queue belongs here (its order among the packets).
+    Side,
     /// Offline rotation boundary: every worker has been sent `Tick(at)`; records produced so
     /// far must reach the writer now, named from the evidence before `at` (sent between two
     /// `Tick(at)`, so that taking the second tick means this one is done).
@@ -54,6 +143,8 @@ pub struct WorkerReport {
     pub names: NamesReport,
     /// Context lookups (zero without inventories).
     pub context: ReaderCounters,
+    /// dns.log (zero without it).
+    pub dns: DnsReport,
 }
 
 /// One worker's name counters and replica size.
@@ -116,6 +207,8 @@ impl WorkerNames {
     /// A record the shard produced: named now (live, or once everything has finished) or
     /// queued until the others catch up.
     pub fn emit(&mut self, mut rec: ConnRecord, out: &mut RecordOut) {
+        // The connection ends now, whenever its record is named.
+        out.conn_ended(&rec);
         if self.progress.is_none() || self.done {
             self.node.enrich(&mut rec);
             out.emit(rec);
@@ -253,6 +346,23 @@ pub struct RecordOut {
     /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
     pub dropped: u64,
     context: Option<ContextReader>,
+    /// dns.log, when asked for.
+    dns: Option<DnsOut>,
+}
+
+/// A worker's dns.log: its DNS sessions and its queue towards the writer.
+pub struct DnsOut {
+    tracker: DnsTracker,
+    queue: Producer<DnsRecord>,
+    /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
+    dropped: u64,
+}
+
+/// A worker's dns.log counters.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct DnsReport {
+    pub tracker: DnsLogCounters,
+    pub dropped: u64,
 }
 
 impl RecordOut {
@@ -263,6 +373,56 @@ impl RecordOut {
             records: 0,
             dropped: 0,
             context: None,
+            dns: None,
+        }
+    }
+
+    /// Also writes dns.log records to `queue` (same full-queue policy as conn.log).
+    pub fn with_dns(mut self, queue: Option<Producer<DnsRecord>>) -> RecordOut {
+        self.dns = queue.map(|queue| DnsOut {
+            tracker: DnsTracker::new(),
+            queue,
+            dropped: 0,
+        });
+        self
+    }
+
+    /// True when this worker writes dns.log.
+    pub fn has_dns(&self) -> bool {
+        self.dns.is_some()
+    }
+
+    /// dns.log counters (zero without dns.log).
+    pub fn dns_report(&self) -> DnsReport {
+        self.dns
+            .as_ref()
+            .map(|d| DnsReport {
+                tracker: d.tracker.counters(),
+                dropped: d.dropped,
+            })
+            .unwrap_or_default()
+    }
+
+    /// A DNS message of a connection this worker owns; its packet has been through `shard`.
+    pub fn on_dns(&mut self, shard: &Shard, msg: &DnsMsg) {
+        let Some(d) = self.dns.as_mut() else {
+            return;
+        };
+        let policy = self.policy;
+        let (queue, dropped) = (&d.queue, &mut d.dropped);
+        let conn = shard.get(&msg.ep.key().0);
+        d.tracker
+            .on_message(msg, conn, &mut |r| push_dns(queue, policy, dropped, r));
+    }
+
+    /// A connection's record was produced: its waiting DNS sessions are logged now.
+    #[inline]
+    pub fn conn_ended(&mut self, rec: &ConnRecord) {
+        if let Some(d) = self.dns.as_mut() {
+            let policy = self.policy;
+            let (queue, dropped) = (&d.queue, &mut d.dropped);
+            d.tracker
+                .conn_ended(rec, &mut |r| push_dns(queue, policy, dropped, r));
         }
     }
 
@@ -291,6 +451,7 @@ impl RecordOut {
 
     /// Sends one record, waiting or dropping as the policy says.
     pub fn emit(&mut self, mut rec: ConnRecord) {
+        self.conn_ended(&rec);
         if let Some(c) = self.context.as_mut() {
             c.enrich(&mut rec.context, rec.orig_h, rec.resp_h, rec.ts_ns);
         }
@@ -306,19 +467,40 @@ impl RecordOut {
     }
 }
 
-/// Applies one inbox message to a shard (names off: evidence is ignored).
-pub fn apply(shard: &mut Shard, msg: ToWorker, out: &mut RecordOut) {
-    let mut emit = |rec| out.emit(rec);
+fn push_dns(queue: &Producer<DnsRecord>, policy: FullPolicy, dropped: &mut u64, r: DnsRecord) {
+    let ok = match policy {
+        FullPolicy::Wait => queue.push_wait(r),
+        FullPolicy::Drop => queue.try_push(r),
+    };
+    if !ok {
+        *dropped += 1;
+    }
+}
+
+/// Applies one inbox message (and the side value it announces) to a shard (names off:
+/// evidence is ignored).
+pub fn apply(shard: &mut Shard, msg: ToWorker, side: Option<Side>, out: &mut RecordOut) {
     match msg {
-        ToWorker::Packet(p) => shard.process(&p, &mut emit),
-        ToWorker::Tick(now) => shard.advance(now, &mut emit),
+        ToWorker::Packet(p) => shard.process(&p, &mut |rec| out.emit(rec)),
+        ToWorker::Tick(now) => shard.advance(now, &mut |rec| out.emit(rec)),
         ToWorker::Expect(e) => shard.expect(e),
-        ToWorker::Name(_) | ToWorker::Barrier(_) => {}
+        ToWorker::Side => {
+            if let Some(Side::Dns(m)) = side {
+                out.on_dns(shard, &m);
+            }
+        }
+        ToWorker::Barrier(_) => {}
     }
 }
 
 /// Applies one inbox message to a shard and to the worker's names.
-pub fn apply_named(shard: &mut Shard, names: &mut WorkerNames, msg: ToWorker, out: &mut RecordOut) {
+pub fn apply_named(
+    shard: &mut Shard,
+    names: &mut WorkerNames,
+    msg: ToWorker,
+    side: Option<Side>,
+    out: &mut RecordOut,
+) {
     match msg {
         ToWorker::Packet(p) => {
             // Packets arrive in capture order, so every frame whose clock is below this
@@ -332,10 +514,14 @@ pub fn apply_named(shard: &mut Shard, names: &mut WorkerNames, msg: ToWorker, ou
             names.tick(now);
         }
         ToWorker::Expect(e) => shard.expect(e),
-        ToWorker::Name(ev) => {
-            names.clk = names.clk.max(ev.clk_ns);
-            names.node.on_evidence(&ev);
-        }
+        ToWorker::Side => match side {
+            Some(Side::Name(ev)) => {
+                names.clk = names.clk.max(ev.clk_ns);
+                names.node.on_evidence(&ev);
+            }
+            Some(Side::Dns(m)) => out.on_dns(shard, &m),
+            None => {}
+        },
         ToWorker::Barrier(at) => names.barrier(at, out),
     }
 }
@@ -344,15 +530,18 @@ pub fn apply_named(shard: &mut Shard, names: &mut WorkerNames, msg: ToWorker, ou
 /// on, returns the worker's names too (their replica is saved for a warm restart). With
 /// `context`, records carry both ends' context.
 pub fn run_worker(
-    inboxes: Vec<Consumer<ToWorker>>,
+    inboxes: Vec<Inbox>,
     flow: &FlowConfig,
     records: Producer<ConnRecord>,
     policy: FullPolicy,
     mut names: Option<WorkerNames>,
     context: Option<ContextReader>,
+    dns: Option<Producer<DnsRecord>>,
 ) -> (WorkerReport, Option<WorkerNames>) {
     let mut shard = Shard::new(flow);
-    let mut out = RecordOut::new(records, policy).with_context(context);
+    let mut out = RecordOut::new(records, policy)
+        .with_context(context)
+        .with_dns(dns);
     let mut idle_spins = 0u32;
     loop {
         let mut got = false;
@@ -366,10 +555,12 @@ pub fn run_worker(
         for inbox in &inboxes {
             // Bounded batches per inbox keep several dispatchers fairly served.
             for _ in 0..256 {
-                let Some(msg) = inbox.pop() else { break };
+                let Some((msg, side)) = inbox.pop() else {
+                    break;
+                };
                 match names.as_mut() {
-                    Some(n) => apply_named(&mut shard, n, msg, &mut out),
-                    None => apply(&mut shard, msg, &mut out),
+                    Some(n) => apply_named(&mut shard, n, msg, side, &mut out),
+                    None => apply(&mut shard, msg, side, &mut out),
                 }
                 got = true;
             }
@@ -386,7 +577,7 @@ pub fn run_worker(
             idle_spins = 0;
             continue;
         }
-        if inboxes.iter().all(Consumer::is_finished) {
+        if inboxes.iter().all(Inbox::is_finished) {
             break;
         }
         idle_spins += 1;
@@ -411,6 +602,7 @@ pub fn run_worker(
         records_dropped: out.dropped,
         names: names.as_ref().map(WorkerNames::report).unwrap_or_default(),
         context: out.context_counters(),
+        dns: out.dns_report(),
     };
     (report, names)
 }
