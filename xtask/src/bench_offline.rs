@@ -154,7 +154,14 @@ fn read_estimates(dir: &Path) -> Result<Vec<Estimate>> {
             let Some(func) = b["function_id"].as_str() else {
                 continue;
             };
-            let (trace, mode) = func.rsplit_once('/').unwrap_or((func, ""));
+            // `TRACE/names` or `TRACE/no-names`; anything else is a result of an older
+            // version of the bench and is not comparable.
+            let Some((trace, mode)) = func
+                .rsplit_once('/')
+                .filter(|(_, m)| *m == "names" || *m == "no-names")
+            else {
+                continue;
+            };
             let frames = b["throughput"]["Elements"].as_f64().unwrap_or(0.0);
             let mean_ns = est["mean"]["point_estimate"].as_f64().unwrap_or(0.0);
             if frames > 0.0 && mean_ns > 0.0 {
