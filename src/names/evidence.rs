@@ -271,6 +271,10 @@ fn unicast_answers<F: FnMut(Evidence)>(
     if m.read_name(q.name_off, &mut qname).is_err() {
         return;
     }
+    // Most answers carry no CNAME: then the 8 KiB table of links is not even initialised.
+    if !parsed.answers().any(|r| r.rtype == rtype::CNAME) {
+        return address_answers(m, parsed, client, &qname, &[], out);
+    }
     // The CNAME links of the answer section: (owner, target).
     let mut links = [(Name::default(), Name::default()); MAX_CNAMES];
     let mut n_links = 0;
@@ -283,7 +287,20 @@ fn unicast_answers<F: FnMut(Evidence)>(
             n_links += 1;
         }
     }
-    let links = &links[..n_links];
+    address_answers(m, parsed, client, &qname, &links[..n_links], out);
+}
+
+/// The A/AAAA and PTR answers of a unicast response, `links` being its CNAME links
+/// (owner, target).
+fn address_answers<F: FnMut(Evidence)>(
+    m: &Message<&[u8]>,
+    parsed: &Parsed,
+    client: IpAddr,
+    qname: &Name,
+    links: &[(Name, Name)],
+    out: &mut Out<'_, F>,
+) {
+    let qname = *qname;
     // True when `owner` is reached from the queried name by following CNAME links.
     let reached = |owner: &Name| -> bool {
         let mut cur = qname;
