@@ -218,12 +218,39 @@ impl Shard {
     }
 
     fn schedule(&mut self, idx: u32) {
-        let slot = &mut self.slots[idx as usize];
-        let d = slot.conn.next_deadline();
-        if d < slot.conn.timer_at {
+        let d = self.slots[idx as usize].conn.next_deadline();
+        if d < self.slots[idx as usize].conn.timer_at {
+            if self.timers.len() >= self.timer_bound() {
+                self.compact_timers();
+            }
+            let slot = &mut self.slots[idx as usize];
             slot.conn.timer_at = d;
             self.timers.push(Reverse((d, idx, slot.gen)));
         }
+    }
+
+    /// The most timer entries the heap holds before its stale ones are swept out. Entries of
+    /// removed or rescheduled flows are only dropped when they come due, so without a sweep
+    /// the heap grows with the packet rate times the longest timeout (a flood of new flows
+    /// against a full table), not with the table's cap.
+    fn timer_bound(&self) -> usize {
+        2 * self.cfg.max_flows.max(1) + 1024
+    }
+
+    /// Drops every entry that no longer matches a live flow's current deadline. At most one
+    /// entry per live flow survives, so sweeps are at least `max_flows` pushes apart and cost
+    /// O(1) per push over time; `retain` keeps the allocation.
+    fn compact_timers(&mut self) {
+        let slots = &self.slots;
+        self.timers.retain(|&Reverse((at, idx, gen))| {
+            let s = &slots[idx as usize];
+            s.live && s.gen == gen && s.conn.timer_at == at
+        });
+    }
+
+    /// Timer entries queued (live and stale), for tests of the bound.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     fn touch(&mut self, idx: u32) {

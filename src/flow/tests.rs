@@ -332,3 +332,36 @@ fn announced_connection_is_marked_in_either_order() {
         );
     }
 }
+
+/// A flood of new flows against a full table: the evicted flows' timer entries must not pile
+/// up until their (long) deadlines, or memory grows with the packet rate times the timeout
+/// instead of staying within the flow cap.
+#[test]
+fn timer_heap_stays_bounded_under_a_flood_of_evicted_flows() {
+    let cfg = FlowConfig {
+        max_flows: 100,
+        ..FlowConfig::default()
+    };
+    let mut shard = Shard::new(&cfg);
+    let mut out = 0usize;
+    for i in 0..200_000u32 {
+        // One new UDP flow every microsecond: all within the 60 s inactivity timeout.
+        let mut p = udp(S + u64::from(i) * 1_000, true, 1);
+        p.src = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 | (i >> 16)));
+        p.l4 = L4::Udp {
+            src_port: i as u16,
+            dst_port: 9999,
+        };
+        shard.process(&p, &mut |_| out += 1);
+        assert!(
+            shard.timer_entries() <= 2 * 100 + 1024,
+            "{} timer entries after {i} flows",
+            shard.timer_entries()
+        );
+    }
+    let c = shard.counters();
+    assert_eq!(c.active, 100);
+    assert_eq!(c.flows_evicted, 200_000 - 100);
+    shard.flush(&mut |_| out += 1);
+    assert_eq!(out, 200_000, "every flow logged once");
+}
