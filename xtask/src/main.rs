@@ -1,5 +1,5 @@
 //! The project's chores, run as `cargo xtask <command>` (the alias lives in
-//! `.cargo/config.toml`): `demo`, `test`, `conformance` and `bench`.
+//! `.cargo/config.toml`): `demo`, `test`, `conformance`, `bench` and `fuzz`.
 //!
 //! Every external command goes through [`run`] or [`output`], which wrap failures with the
 //! command line that failed, so an error always says what xtask was doing.
@@ -10,6 +10,7 @@ mod bench_report;
 mod checks;
 mod conformance;
 mod demo;
+mod fuzz;
 
 // The parsing and comparison logic is shared with `tests/conformance.rs`; this crate uses only
 // part of it, so unused items are expected here.
@@ -50,6 +51,10 @@ enum Cmd {
     /// reader on one veth in the same run (needs root); `bench offline` for the offline
     /// pipeline. See docs/bench.md.
     Bench(bench::Args),
+    /// Run every cargo-fuzz target in fuzz/ for --time seconds each (corpora seeded from
+    /// ../shared and the fixtures, under target/fuzz/); reports execs per target, fails on a
+    /// crash.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Cmd::Test => checks::test(),
         Cmd::Conformance(args) => conformance::conformance(args),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Fuzz(args) => fuzz::fuzz(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
