@@ -31,7 +31,22 @@
 //! extra = ["app=label:app.kubernetes.io/name", "team=team", "az=az"]
 //! ```
 //!
-//! The other sections come with the options they configure.
+//! `[capture]`, `[read]`, `[flow]` and `[names]` hold the other command-line options, each
+//! under the flag's long name (`ring_size = 4096` for `--ring-size 4096`; in `[names]` without
+//! the `name_` prefix: `max_entries` for `--name-max-entries`). `nameflow config default`
+//! prints them all with their defaults and help; `nameflow config check FILE` validates a file.
+//!
+//! ```toml
+//! [capture]
+//! interface = "eth1"
+//! queues = "all"
+//! metrics = "127.0.0.1:9464"
+//! user = "nameflow"
+//! [flow]
+//! max_flows = 1048576
+//! [names]
+//! max_entries = 131072
+//! ```
 
 use crate::context::{ContextConfig, ExtraColumn};
 use crate::output::{Format, JsonTs, OutputConfig, Rotation, SinkConfig, SinkSpec};
@@ -40,6 +55,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The whole file.
+///
+/// `[output]` and `[context]` are typed here. The other sections mirror command-line options
+/// one to one (`[capture]`, `[read]`, `[flow]`, `[names]`: a key is the flag's long name with
+/// `_` for `-`); they are kept as raw tables and validated by the command line, which knows
+/// its own flags, so the file covers every option without naming any of them twice.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -47,6 +67,18 @@ pub struct Config {
     pub output: OutputSection,
     #[serde(default)]
     pub context: ContextSection,
+    /// `nameflow capture` options.
+    #[serde(default)]
+    pub capture: toml::Table,
+    /// `nameflow read` options.
+    #[serde(default)]
+    pub read: toml::Table,
+    /// Connection tracking options (both subcommands).
+    #[serde(default)]
+    pub flow: toml::Table,
+    /// Name options (both subcommands).
+    #[serde(default)]
+    pub names: toml::Table,
 }
 
 /// `[output]`: sinks, formats, rotation. Every key is optional; [`OutputSection::over`]
@@ -490,6 +522,19 @@ mod tests {
             let e = c.context.resolve().unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn option_sections_are_kept_for_the_command_line() {
+        let c =
+            parse("[capture]\ninterface = \"eth1\"\nring_size = 4096\n[flow]\nmax_flows = 10\n")
+                .unwrap();
+        assert_eq!(c.capture["interface"].as_str(), Some("eth1"));
+        assert_eq!(c.capture["ring_size"].as_integer(), Some(4096));
+        assert_eq!(c.flow["max_flows"].as_integer(), Some(10));
+        assert!(c.read.is_empty() && c.names.is_empty());
+        let e = parse("[captur]\ninterface = \"eth1\"\n").unwrap_err();
+        assert!(e.contains("captur"), "{e}");
     }
 
     #[test]
