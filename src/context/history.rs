@@ -142,6 +142,43 @@ impl Timeline {
         }
     }
 
+    /// Keeps at most `max` tracks: beyond it, the closed ones that ended longest ago are
+    /// forgotten (a long run with pod churn would otherwise grow without bound). Returns how
+    /// many were dropped.
+    pub fn trim(&mut self, max: usize) -> usize {
+        if self.tracks.len() <= max {
+            return 0;
+        }
+        let mut ends: Vec<u64> = self
+            .tracks
+            .values()
+            .filter_map(|tr| match (tr.end, tr.gone_at) {
+                (Some(e), Some(g)) => Some(e.min(g)),
+                (e, g) => e.or(g),
+            })
+            .collect();
+        let excess = self.tracks.len() - max;
+        if ends.is_empty() {
+            return 0;
+        }
+        let k = excess.min(ends.len()) - 1;
+        let (_, &mut cut, _) = ends.select_nth_unstable(k);
+        let before = self.tracks.len();
+        let mut left = excess;
+        self.tracks.retain(|_, tr| {
+            let end = match (tr.end, tr.gone_at) {
+                (Some(e), Some(g)) => Some(e.min(g)),
+                (e, g) => e.or(g),
+            };
+            let drop = left > 0 && end.is_some_and(|e| e <= cut);
+            if drop {
+                left -= 1;
+            }
+            !drop
+        });
+        before - self.tracks.len()
+    }
+
     /// Tracks held.
     pub fn len(&self) -> usize {
         self.tracks.len()
@@ -292,6 +329,32 @@ mod tests {
         tl.apply(other);
         let ws = tl.windows();
         assert_eq!(span(&ws, "a"), (100 * S, u64::MAX), "opens at first sight");
+    }
+
+    #[test]
+    fn trimming_forgets_the_longest_closed_first() {
+        let mut tl = Timeline::default();
+        let list = (0..10u64)
+            .map(|i| {
+                obs(
+                    &format!("p{i}"),
+                    &format!("10.0.0.{i}"),
+                    Some(i * S),
+                    Some((i + 1) * S),
+                )
+            })
+            .chain([obs("open", "10.0.1.1", Some(0), None)])
+            .collect();
+        tl.apply(snap(100 * S, list));
+        assert_eq!(tl.trim(100), 0);
+        assert_eq!(tl.trim(4), 7);
+        let ws = tl.windows();
+        assert_eq!(ws.len(), 4);
+        assert!(ws.iter().any(|w| w.to_ns == u64::MAX), "open windows stay");
+        assert_eq!(span(&ws, "p9"), (9 * S, 10 * S));
+        assert!(ws
+            .iter()
+            .all(|w| w.values[col::POD].as_deref() != Some("p6")));
     }
 
     #[test]

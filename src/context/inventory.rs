@@ -1,39 +1,21 @@
 //! The read-only inventory the workers query: every window of every source, indexed by
 //! address.
 //!
-//! Built off the packet path (by the reload thread), then shared read-only. A lookup is one
-//! hash probe (the address) and a scan of that address's windows, which are sorted by start so
-//! the scan stops at the first window that starts after the instant asked about. Values live
-//! in one byte arena, interned (namespaces and node names repeat) and already cut to their
-//! column caps, so a lookup only copies bytes into the record.
+//! Built off the packet path (by the reload thread), then shared read-only. Overlapping
+//! windows of one address (a pod on an EC2 instance's secondary address, a table row over a
+//! pod) are merged when the inventory is built: each address's timeline is cut into segments
+//! over which the same windows apply, and each segment holds the merged values (per column,
+//! the highest rank; the latest start among equal ranks). Each address has one contiguous
+//! block of its segments in time order, each segment's bounds followed by its values laid
+//! out exactly as a record's [`EndContext`] holds them (lengths, then the bytes back to back,
+//! already cut to their caps). A lookup is one hash probe, a scan of one block and one copy.
+//! With 100,000 windows the inventory is far larger than the caches, so the number of
+//! memory lines a lookup touches is most of its cost; this layout keeps it at the hash slot
+//! and one block.
 
-use super::{cut_len, EndContext, Rank, Window, COLUMNS, COLUMN_CAP};
+use super::{cut_len, EndContext, Rank, Window, COLUMNS, COLUMN_CAP, END_ARENA};
 use hashbrown::HashMap;
 use std::net::IpAddr;
-
-/// A value in the arena (`len == 0`: unknown).
-#[derive(Clone, Copy, Default, Debug)]
-struct Str {
-    off: u32,
-    len: u8,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    from_ns: u64,
-    to_ns: u64,
-    rank: Rank,
-    vals: [Str; COLUMNS],
-}
-
-/// What one lookup found.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct Hit {
-    /// At least one window covered the instant.
-    pub matched: bool,
-    /// A value was cut because the end's values together did not fit the record.
-    pub cut: bool,
-}
 
 /// How the inventory was built.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -45,16 +27,25 @@ pub struct BuildStats {
     /// Windows dropped because there were more than the configured maximum (those that
     /// closed longest ago go first).
     pub dropped: u64,
-    /// Values longer than their column's cap (cut).
+    /// Values cut at their column's cap or for lack of room in the record.
     pub cut: u64,
+    /// Segments stored (windows of one address that overlap are merged into segments).
+    pub segments: u64,
 }
+
+/// Bytes of a segment's fixed part in a block: from, to, the column lengths.
+const SEGMENT_HEAD: usize = 8 + 8 + COLUMNS;
+
+/// Windows per address at most; beyond it the oldest go (the segment count is a `u16`).
+const MAX_PER_ADDRESS: usize = 1024;
 
 /// The inventory: see the module documentation.
 #[derive(Default)]
 pub struct Inventory {
-    index: HashMap<u128, (u32, u32)>,
-    entries: Vec<Entry>,
-    arena: Vec<u8>,
+    /// Address → offset of its block in `blocks`.
+    index: HashMap<u128, u32>,
+    /// Per address: the segment count (`u16`, little-endian), then each segment.
+    blocks: Vec<u8>,
     stats: BuildStats,
 }
 
@@ -62,6 +53,7 @@ impl std::fmt::Debug for Inventory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inventory")
             .field("stats", &self.stats)
+            .field("bytes", &self.blocks.len())
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +65,13 @@ fn key(ip: IpAddr) -> u128 {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
     }
+}
+
+#[inline]
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
 }
 
 impl Inventory {
@@ -92,51 +91,80 @@ impl Inventory {
             windows.truncate(max_windows);
         }
         windows.sort_by_key(|w| (key(w.ip), w.from_ns));
-        let mut arena: Vec<u8> = Vec::new();
-        let mut interned: HashMap<(usize, &str), Str> = HashMap::new();
-        let mut entries = Vec::with_capacity(windows.len());
-        let mut index: HashMap<u128, (u32, u32)> = HashMap::new();
-        for w in &windows {
-            let mut vals = [Str::default(); COLUMNS];
-            for (c, v) in w.values.iter().enumerate() {
-                let Some(v) = v.as_deref() else { continue };
-                let n = cut_len(v.as_bytes(), COLUMN_CAP[c]);
-                if n == 0 {
+        let mut blocks: Vec<u8> = Vec::with_capacity(windows.len() * (SEGMENT_HEAD + 96));
+        let mut index: HashMap<u128, u32> = HashMap::with_capacity(windows.len());
+        let mut kept = 0u64;
+        let mut bounds: Vec<u64> = Vec::new();
+        let mut i = 0;
+        while i < windows.len() {
+            let k = key(windows[i].ip);
+            let mut j = i;
+            while j < windows.len() && key(windows[j].ip) == k {
+                j += 1;
+            }
+            // Absurdly many windows for one address: keep the latest.
+            let first = i.max(j.saturating_sub(MAX_PER_ADDRESS));
+            stats.dropped += (first - i) as u64;
+            let group = &windows[first..j];
+            kept += group.len() as u64;
+            i = j;
+            // The instants where the set of covering windows can change.
+            bounds.clear();
+            for w in group {
+                bounds.push(w.from_ns);
+                bounds.push(w.to_ns);
+            }
+            bounds.sort_unstable();
+            bounds.dedup();
+            let at = blocks.len();
+            blocks.extend_from_slice(&[0, 0]);
+            let mut count = 0u16;
+            for seg in bounds.windows(2) {
+                let (from, to) = (seg[0], seg[1]);
+                // Per column, the covering window of highest rank; later windows (in start
+                // order) win among equal ranks.
+                let mut chosen: [Option<(Rank, &str)>; COLUMNS] = [None; COLUMNS];
+                let mut covered = false;
+                for w in group.iter().filter(|w| w.from_ns <= from && from < w.to_ns) {
+                    covered = true;
+                    for (slot, v) in chosen.iter_mut().zip(w.values.iter()) {
+                        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                            if slot.is_none_or(|(r, _)| w.rank >= r) {
+                                *slot = Some((w.rank, v));
+                            }
+                        }
+                    }
+                }
+                if !covered {
                     continue;
                 }
-                if n < v.len() {
-                    stats.cut += 1;
+                count += 1;
+                blocks.extend_from_slice(&from.to_le_bytes());
+                blocks.extend_from_slice(&to.to_le_bytes());
+                let lens_at = blocks.len();
+                blocks.extend_from_slice(&[0u8; COLUMNS]);
+                let mut used = 0usize;
+                for (c, slot) in chosen.iter().enumerate() {
+                    let Some((_, v)) = slot else { continue };
+                    let n = cut_len(v.as_bytes(), COLUMN_CAP[c].min(END_ARENA - used));
+                    if n < v.len() {
+                        stats.cut += 1;
+                    }
+                    blocks[lens_at + c] = n as u8;
+                    blocks.extend_from_slice(&v.as_bytes()[..n]);
+                    used += n;
                 }
-                let cap = COLUMN_CAP[c];
-                vals[c] = *interned.entry((cap, &v[..n])).or_insert_with(|| {
-                    let s = Str {
-                        off: arena.len() as u32,
-                        len: n as u8,
-                    };
-                    arena.extend_from_slice(&v.as_bytes()[..n]);
-                    s
-                });
             }
-            let k = key(w.ip);
-            let at = entries.len() as u32;
-            index
-                .entry(k)
-                .and_modify(|r: &mut (u32, u32)| r.1 += 1)
-                .or_insert((at, 1));
-            entries.push(Entry {
-                from_ns: w.from_ns,
-                to_ns: w.to_ns,
-                rank: w.rank,
-                vals,
-            });
+            blocks[at..at + 2].copy_from_slice(&count.to_le_bytes());
+            stats.segments += u64::from(count);
+            index.insert(k, at as u32);
         }
-        stats.windows = entries.len() as u64;
+        stats.windows = kept;
         stats.addresses = index.len() as u64;
-        arena.shrink_to_fit();
+        blocks.shrink_to_fit();
         Inventory {
             index,
-            entries,
-            arena,
+            blocks,
             stats,
         }
     }
@@ -148,45 +176,44 @@ impl Inventory {
 
     /// Windows held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.stats.windows as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.stats.windows == 0
     }
 
-    /// Writes what `ip` was at `t_ns` into `out` (which must be empty): for each column, the
-    /// value of the covering window of highest rank, the latest-starting among equals.
+    /// Writes what `ip` was at `t_ns` into `out`, replacing what it held: for each column,
+    /// the value of the covering window of highest rank, the latest-starting among equals.
+    /// Returns whether any window covered the instant.
     #[inline]
-    pub fn lookup(&self, ip: IpAddr, t_ns: u64, out: &mut EndContext) -> Hit {
-        let mut hit = Hit::default();
-        let Some(&(start, n)) = self.index.get(&key(ip)) else {
-            return hit;
+    pub fn lookup(&self, ip: IpAddr, t_ns: u64, out: &mut EndContext) -> bool {
+        if !out.is_empty() {
+            *out = EndContext::default();
+        }
+        let Some(&off) = self.index.get(&key(ip)) else {
+            return false;
         };
-        let mut chosen: [Option<(Rank, Str)>; COLUMNS] = [None; COLUMNS];
-        for e in &self.entries[start as usize..(start + n) as usize] {
-            if e.from_ns > t_ns {
+        let b = &self.blocks[..];
+        let mut o = off as usize;
+        let n = u16::from_le_bytes([b[o], b[o + 1]]);
+        o += 2;
+        for _ in 0..n {
+            let from = u64_at(b, o);
+            if from > t_ns {
                 break;
             }
-            if t_ns >= e.to_ns {
-                continue;
+            let mut lens = [0u8; COLUMNS];
+            lens.copy_from_slice(&b[o + 16..o + SEGMENT_HEAD]);
+            let total: usize = lens.iter().map(|&l| l as usize).sum();
+            let values = o + SEGMENT_HEAD;
+            if t_ns < u64_at(b, o + 8) {
+                out.set_raw(&lens, &b[values..values + total]);
+                return true;
             }
-            hit.matched = true;
-            for (slot, v) in chosen.iter_mut().zip(e.vals.iter()) {
-                if v.len > 0 && slot.is_none_or(|(r, _)| e.rank >= r) {
-                    *slot = Some((e.rank, *v));
-                }
-            }
+            o = values + total;
         }
-        for (c, slot) in chosen.iter().enumerate() {
-            if let Some((_, s)) = slot {
-                let bytes = &self.arena[s.off as usize..s.off as usize + s.len as usize];
-                if !out.push(c, bytes) {
-                    hit.cut = true;
-                }
-            }
-        }
-        hit
+        false
     }
 }
 
@@ -255,8 +282,7 @@ mod tests {
             100,
         );
         let mut e = EndContext::default();
-        let hit = inv.lookup("10.0.0.1".parse().unwrap(), 10, &mut e);
-        assert!(hit.matched && !hit.cut);
+        assert!(inv.lookup("10.0.0.1".parse().unwrap(), 10, &mut e));
         assert_eq!(e.get(col::POD), Some(&b"web-1"[..]));
         assert_eq!(e.get(col::INSTANCE), Some(&b"i-0abc"[..]));
         let mut e = EndContext::default();

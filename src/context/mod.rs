@@ -112,6 +112,16 @@ impl EndContext {
         n == v.len()
     }
 
+    /// Sets every column at once from lengths and the values back to back (as the inventory
+    /// stores them; they fit by construction).
+    #[inline]
+    pub(crate) fn set_raw(&mut self, lens: &[u8; COLUMNS], bytes: &[u8]) {
+        debug_assert_eq!(lens.iter().map(|&l| l as usize).sum::<usize>(), bytes.len());
+        self.lens = *lens;
+        self.used = bytes.len() as u16;
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+    }
+
     /// Column `c`'s value; `None` when unknown.
     pub fn get(&self, c: usize) -> Option<&[u8]> {
         let len = self.lens[c] as usize;

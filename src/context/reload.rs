@@ -19,7 +19,7 @@
 //! lock). Old inventories are freed by the reload thread, never on a worker.
 
 use super::history::{Snapshot, Timeline};
-use super::inventory::{BuildStats, Hit};
+use super::inventory::BuildStats;
 use super::{aws, kube, table, ConnContext, ContextConfig, ContextError, Inventory, Window};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::de::IgnoredAny;
@@ -194,6 +194,8 @@ struct Source {
     dir: bool,
     files: HashMap<PathBuf, FileState>,
     timeline: Timeline,
+    /// The last error reported per path, so a lasting problem is reported once.
+    reported: HashMap<PathBuf, String>,
 }
 
 /// What one poll found.
@@ -218,6 +220,7 @@ impl Source {
             dir: md.is_dir(),
             files: HashMap::new(),
             timeline: Timeline::default(),
+            reported: HashMap::new(),
         })
     }
 
@@ -246,11 +249,33 @@ impl Source {
 
     /// Applies new versions of this source's files. `settle`: a changed file must look the
     /// same at two polls in a row before it is read.
-    fn poll(&mut self, wanted: &[String], settle: bool, out: &mut PollOutcome) {
+    fn poll(&mut self, wanted: &[String], settle: bool, max: usize, out: &mut PollOutcome) {
+        self.poll_files(wanted, settle, out);
+        if self.timeline.trim(max) > 0 {
+            out.changed = true;
+        }
+    }
+
+    /// Reports `e` unless the same error was the last one reported for its path (a missing
+    /// file is said once, not at every poll).
+    fn report(&mut self, e: ContextError, out: &mut PollOutcome) {
+        let text = e.to_string();
+        if self.reported.get(e.path()) != Some(&text) {
+            self.reported.insert(e.path().to_owned(), text);
+            out.errors.push(e);
+        }
+    }
+
+    fn poll_files(&mut self, wanted: &[String], settle: bool, out: &mut PollOutcome) {
         let listed = match self.list() {
-            Ok(l) => l,
+            Ok(l) => {
+                if self.dir {
+                    self.reported.remove(&self.path);
+                }
+                l
+            }
             Err(e) => {
-                out.errors.push(e);
+                self.report(e, out);
                 return;
             }
         };
@@ -265,10 +290,13 @@ impl Source {
             let sig = match stat(&p) {
                 Ok(s) => s,
                 Err(e) => {
-                    out.errors.push(e);
+                    self.report(e, out);
                     continue;
                 }
             };
+            if !self.dir {
+                self.reported.remove(&p);
+            }
             let f = self.files.entry(p.clone()).or_default();
             if f.done == Some(sig) {
                 f.pending = None;
@@ -388,7 +416,7 @@ impl Loader {
         };
         let mut out = PollOutcome::default();
         for s in &mut loader.sources {
-            s.poll(&loader.wanted, false, &mut out);
+            s.poll(&loader.wanted, false, cfg.max_records, &mut out);
         }
         if let Some(e) = out.errors.into_iter().next() {
             return Err(e);
@@ -405,7 +433,7 @@ impl Loader {
     pub fn poll_with(&mut self, settle: bool) -> PollOutcome {
         let mut out = PollOutcome::default();
         for s in &mut self.sources {
-            s.poll(&self.wanted, settle, &mut out);
+            s.poll(&self.wanted, settle, self.cfg.max_records, &mut out);
         }
         out
     }
@@ -628,8 +656,6 @@ pub struct ReaderCounters {
     pub lookups: u64,
     /// Lookups that found a window.
     pub matched: u64,
-    /// Lookups whose values did not all fit in the record.
-    pub cut: u64,
     /// New inventories picked up.
     pub swaps: u64,
 }
@@ -664,10 +690,9 @@ impl ContextReader {
     #[inline]
     pub fn enrich(&mut self, ctx: &mut ConnContext, orig: IpAddr, resp: IpAddr, ts_ns: u64) {
         for (ip, end) in [(orig, &mut ctx.orig), (resp, &mut ctx.resp)] {
-            let hit: Hit = self.current.lookup(ip, ts_ns, end);
+            let matched = self.current.lookup(ip, ts_ns, end);
             self.counters.lookups += 1;
-            self.counters.matched += u64::from(hit.matched);
-            self.counters.cut += u64::from(hit.cut);
+            self.counters.matched += u64::from(matched);
         }
     }
 
@@ -747,6 +772,27 @@ mod tests {
         assert_eq!(pod_of(&l.build(), "10.0.0.1", 350).as_deref(), Some("b"));
         // Not reported again until it changes.
         assert!(l.poll_with(false).errors.is_empty());
+    }
+
+    #[test]
+    fn a_missing_file_is_reported_once_and_its_state_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.jsonl");
+        std::fs::write(&f, "{\"ip\":\"10.0.0.1\",\"pod\":\"x\"}\n").unwrap();
+        let cfg = ContextConfig {
+            paths: vec![f.clone()],
+            ..ContextConfig::default()
+        };
+        let mut l = Loader::open(&cfg).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        let out = l.poll_with(false);
+        assert_eq!(out.errors.len(), 1, "{out:?}");
+        assert!(out.errors[0].to_string().contains("t.jsonl"));
+        assert!(l.poll_with(false).errors.is_empty(), "said once");
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 5).as_deref(), Some("x"));
+        std::fs::write(&f, "{\"ip\":\"10.0.0.1\",\"pod\":\"y\"}\n").unwrap();
+        assert!(l.poll_with(false).changed);
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 5).as_deref(), Some("y"));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 
 use super::dispatch::{Dispatched, Dispatcher};
 use super::spsc::{self, Producer};
-use super::stats::{BatchLatency, Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats};
+use super::stats::{
+    BatchLatency, ContextTotals, Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats,
+};
 use super::worker::{
     apply, apply_named, link, FullPolicy, Inbox, NamesReport, Outbox, RecordOut, Side, ToWorker,
     WorkerNames, SIDE_QUEUE_CAPACITY,
@@ -373,6 +375,13 @@ fn run(
             workers: board.gather(),
             xdp,
         };
+        // The context inventories' state, read with the other counters.
+        let context_totals = || {
+            cfg.context
+                .as_ref()
+                .map(ContextTotals::of)
+                .unwrap_or_default()
+        };
         let read_xdp = |prog: &XdpProgram| -> XdpStats {
             match prog.counters() {
                 Ok(c) => XdpStats {
@@ -402,7 +411,7 @@ fn run(
                     eprintln!("{}", snap.status_line(&prev, &labels));
                 }
                 let sink_dropped = sink_drops(&output_stats);
-                for r in StatsRecord::rows(&snap, sink_dropped) {
+                for r in StatsRecord::rows_with_context(&snap, sink_dropped, context_totals()) {
                     // A stats record that does not fit is not worth stalling for; the next
                     // interval's record carries the same cumulative counts.
                     let _ = stats_tx.try_push(r);
@@ -448,7 +457,8 @@ fn run(
             }
         }
         let last = gather(xdp_final);
-        for r in StatsRecord::rows(&last, sink_drops(&output_stats)) {
+        for r in StatsRecord::rows_with_context(&last, sink_drops(&output_stats), context_totals())
+        {
             let _ = stats_tx.try_push(r);
         }
         drop(stats_tx);
@@ -779,5 +789,8 @@ fn publish(
     st.flows_evicted = fc.flows_evicted;
     st.records = out.records;
     st.records_dropped = out.dropped;
+    let ctx = out.context_counters();
+    st.context_lookups = ctx.lookups;
+    st.context_matched = ctx.matched;
     board.publish(me, st);
 }

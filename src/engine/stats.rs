@@ -54,6 +54,10 @@ macro_rules! worker_stats {
                 Field::new("sink_dropped", ZeekType::Count),
                 Field::new("forwarded_share", ZeekType::Double),
                 Field::new("dropped", ZeekType::Count),
+                Field::new("context_windows", ZeekType::Count),
+                Field::new("context_reloads", ZeekType::Count),
+                Field::new("context_errors", ZeekType::Count),
+                Field::new("context_last_error", ZeekType::String),
             ],
         );
     };
@@ -105,6 +109,10 @@ worker_stats! {
     batch_p999_ns,
     /// Longest batch processing time.
     batch_max_ns,
+    /// Addresses looked up in the context inventories (two per record; 0 without them).
+    context_lookups,
+    /// Lookups that found a window.
+    context_matched,
 }
 
 /// A worker's per-batch processing times (nanoseconds), recorded without allocating into
@@ -210,6 +218,64 @@ pub struct Snapshot {
     pub xdp: XdpStats,
 }
 
+/// The context inventories as stats.log shows them on the `all` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextTotals {
+    /// Windows in the inventory in force.
+    pub windows: u64,
+    /// Inventories swapped in after the first.
+    pub reloads: u64,
+    /// Files that could not be used (each kept its source's last good state).
+    pub errors: u64,
+    /// The latest such error (file and line or field), cut to fit the record.
+    last_error: [u8; CONTEXT_ERROR_CAP],
+    last_error_len: u8,
+}
+
+/// The longest `context_last_error` kept.
+const CONTEXT_ERROR_CAP: usize = 240;
+
+impl ContextTotals {
+    /// The state of a context (gathered on the main thread, with the other counters).
+    pub fn of(ctx: &crate::context::Context) -> ContextTotals {
+        let st = ctx.stats();
+        let mut t = ContextTotals {
+            windows: st.windows,
+            reloads: st.reloads,
+            errors: st.errors,
+            ..ContextTotals::default()
+        };
+        if let Some(e) = st.last_error {
+            let b = e.as_bytes();
+            // Cut on a character boundary, like every other inline string.
+            let mut n = b.len().min(CONTEXT_ERROR_CAP);
+            while n < b.len() && n > 0 && (b[n] & 0xc0) == 0x80 {
+                n -= 1;
+            }
+            t.last_error[..n].copy_from_slice(&b[..n]);
+            t.last_error_len = n as u8;
+        }
+        t
+    }
+
+    /// The latest error, if any.
+    pub fn last_error(&self) -> Option<&[u8]> {
+        (self.last_error_len > 0).then(|| &self.last_error[..self.last_error_len as usize])
+    }
+}
+
+impl Default for ContextTotals {
+    fn default() -> ContextTotals {
+        ContextTotals {
+            windows: 0,
+            reloads: 0,
+            errors: 0,
+            last_error: [0; CONTEXT_ERROR_CAP],
+            last_error_len: 0,
+        }
+    }
+}
+
 impl Snapshot {
     /// The workers' counters summed; latency percentiles are the largest worker's.
     pub fn total(&self) -> WorkerStats {
@@ -290,11 +356,21 @@ pub struct Totals {
     pub forwarded_share: f64,
     /// [`Snapshot::dropped`].
     pub dropped: u64,
+    pub context: ContextTotals,
 }
 
 impl StatsRecord {
     /// The rows of one gathering: each worker's, then the `all` row.
     pub fn rows(snap: &Snapshot, sink_dropped: u64) -> Vec<StatsRecord> {
+        StatsRecord::rows_with_context(snap, sink_dropped, ContextTotals::default())
+    }
+
+    /// [`StatsRecord::rows`], with the context inventories' state on the `all` row.
+    pub fn rows_with_context(
+        snap: &Snapshot,
+        sink_dropped: u64,
+        context: ContextTotals,
+    ) -> Vec<StatsRecord> {
         let mut rows: Vec<StatsRecord> = snap
             .workers
             .iter()
@@ -315,6 +391,7 @@ impl StatsRecord {
                 sink_dropped,
                 forwarded_share: snap.forwarded_share(),
                 dropped: snap.dropped(),
+                context,
             }),
         });
         rows
@@ -364,9 +441,16 @@ impl LogRecord for StatsRecord {
                 }
                 out.double(t.forwarded_share);
                 out.count(t.dropped);
+                out.count(t.context.windows);
+                out.count(t.context.reloads);
+                out.count(t.context.errors);
+                match t.context.last_error() {
+                    Some(e) => out.string(e),
+                    None => out.unset(),
+                }
             }
             None => {
-                for _ in 0..9 {
+                for _ in 0..13 {
                     out.unset();
                 }
             }
@@ -505,6 +589,34 @@ mod tests {
         fn end_container(&mut self) {
             self.0 += 1;
         }
+    }
+
+    #[test]
+    fn the_all_row_carries_the_context_state_and_its_last_error() {
+        use crate::context::{Context, Inventory, Loader};
+        let dir = std::env::temp_dir().join(format!("nameflow-stats-ctx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.jsonl");
+        std::fs::write(&f, "{\"ip\":\"10.0.0.1\",\"pod\":\"p\"}\n").unwrap();
+        let cfg = crate::context::ContextConfig {
+            paths: vec![f.clone()],
+            ..Default::default()
+        };
+        let inv = Loader::open(&cfg).unwrap().build();
+        let ctx = Context::fixed(inv);
+        assert_eq!(ContextTotals::of(&ctx).windows, 1);
+        assert_eq!(ContextTotals::of(&ctx).last_error(), None);
+        ctx.store(Inventory::empty());
+        let t = ContextTotals::of(&ctx);
+        assert_eq!((t.windows, t.reloads), (0, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let snap = Snapshot {
+            ts_ns: 1,
+            workers: vec![WorkerStats::default()],
+            xdp: XdpStats::default(),
+        };
+        let rows = StatsRecord::rows_with_context(&snap, 0, t);
+        assert_eq!(rows.last().unwrap().totals.unwrap().context, t);
     }
 
     #[test]
