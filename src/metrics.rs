@@ -12,7 +12,7 @@
 //! counters carry a `worker` label; the columns only stats.log's `all` row has (the XDP
 //! program's counters, `sink_dropped`, `dropped`, `forwarded_share`) have no label.
 
-use crate::engine::stats::{Snapshot, StatsRecord, WorkerStats};
+use crate::engine::stats::{ContextTotals, Snapshot, StatsRecord, WorkerStats};
 use crate::output::schema::{FieldSink, LogRecord, ZeekType};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -48,9 +48,10 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Renders `snap` (and the sinks' drop count) as the new exposition.
-    pub fn publish(&self, snap: &Snapshot, sink_dropped: u64) {
-        let text = render(snap, sink_dropped);
+    /// Renders `snap` (with the sinks' drop count and the inventories' state) as the new
+    /// exposition.
+    pub fn publish(&self, snap: &Snapshot, sink_dropped: u64, context: ContextTotals) {
+        let text = render(snap, sink_dropped, context);
         // A poisoned lock only means a reader panicked mid-copy; the text is still whole.
         *self.text.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
@@ -58,6 +59,13 @@ impl Publisher {
     fn get(&self) -> String {
         self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The listening address of `--metrics`: `IP:PORT`.
+pub fn parse_addr(addr: &str) -> Result<SocketAddr, MetricsError> {
+    addr.trim().parse().map_err(|_| MetricsError::BadAddress {
+        addr: addr.to_owned(),
+    })
 }
 
 /// A running listener; it stops when dropped.
@@ -72,9 +80,7 @@ impl MetricsServer {
     /// Binds `addr` (before privileges are dropped, so any port works) and starts serving
     /// `GET /metrics` on a thread of its own.
     pub fn start(addr: &str) -> Result<MetricsServer, MetricsError> {
-        let sock: SocketAddr = addr.trim().parse().map_err(|_| MetricsError::BadAddress {
-            addr: addr.to_owned(),
-        })?;
+        let sock = parse_addr(addr)?;
         let server = tiny_http::Server::http(sock).map_err(|e| MetricsError::Listen {
             addr: addr.to_owned(),
             reason: e.to_string(),
@@ -259,10 +265,10 @@ impl FieldSink for Collector<'_> {
 }
 
 /// The Prometheus text exposition of one gathering.
-pub fn render(snap: &Snapshot, sink_dropped: u64) -> String {
+pub fn render(snap: &Snapshot, sink_dropped: u64, context: ContextTotals) -> String {
     let columns = StatsRecord::schema().fields;
     let mut families = Vec::new();
-    for row in StatsRecord::rows(snap, sink_dropped) {
+    for row in StatsRecord::rows_with_context(snap, sink_dropped, context) {
         let mut c = Collector {
             columns,
             at: 0,
@@ -330,7 +336,7 @@ mod tests {
 
     #[test]
     fn every_stats_column_is_exposed_once_with_its_type() {
-        let text = render(&snap(), 7);
+        let text = render(&snap(), 7, ContextTotals::default());
         assert!(
             text.contains("nameflow_frames_total{worker=\"0\"} 10\n"),
             "{text}"
@@ -390,7 +396,9 @@ mod tests {
             body
         };
         assert!(get("/metrics").contains("nameflow_up 1"));
-        server.publisher().publish(&snap(), 0);
+        server
+            .publisher()
+            .publish(&snap(), 0, ContextTotals::default());
         let r = get("/metrics");
         assert!(
             r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),

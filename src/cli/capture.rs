@@ -104,6 +104,17 @@ pub struct CaptureArgs {
     /// Packets each worker → worker queue holds before forwarding drops (and counts).
     #[arg(long, value_name = "N", default_value_t = 16384)]
     forward_queue: usize,
+    /// Serve the live counters as Prometheus text at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464), from a thread of its own.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<String>,
+    /// Once the XDP program is attached, switch to this user (a name, or UID[:GID]); needs
+    /// root. Capabilities are dropped in any case.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Keep every capability after attaching instead of dropping them all (for debugging).
+    #[arg(long)]
+    keep_privileges: bool,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -229,23 +240,80 @@ impl CaptureArgs {
             name_state: self.names.name_state.clone(),
             logs: self.names.logs()?,
             context: None,
+            metrics: None,
         })
     }
 }
 
+/// Validates the settings as `run` would use them, without touching the network
+/// (`nameflow config check`).
+pub fn check(args: CaptureArgs, file: &Config) -> anyhow::Result<()> {
+    if let Some(u) = &args.user {
+        nameflow::capture::privilege::User::resolve(u)?;
+    }
+    if let Some(m) = &args.metrics {
+        nameflow::metrics::parse_addr(m)?;
+    }
+    args.config(file)?;
+    Ok(())
+}
+
 pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
+    // Resolved and bound before anything is attached: a typo fails fast, and the listener
+    // may use any port while capabilities are still held.
+    let user = args
+        .user
+        .as_deref()
+        .map(nameflow::capture::privilege::User::resolve)
+        .transpose()?;
+    let keep_privileges = args.keep_privileges;
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(nameflow::metrics::MetricsServer::start)
+        .transpose()?;
     // Kept until the run ends: the inventories are reloaded while it lasts.
     let context = args.context.start(&file.context)?;
     let mut cfg = args.config(file)?;
     cfg.context = context.as_ref().map(|(c, _)| c.clone());
+    cfg.metrics = metrics.as_ref().map(|m| m.publisher());
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
             .with_context(|| format!("cannot install the handler for signal {sig}"))?;
     }
     let iface = cfg.iface.clone();
+    let mut privilege_error = None;
+    let stop_on_error = stop.clone();
     let (report, result) = run_capture(&cfg, stop, |mode, queues| {
+        // Everything privileged is done: the program is attached and every socket is bound.
+        if !keep_privileges {
+            match nameflow::capture::privilege::drop_privileges(user.as_ref()) {
+                Ok(d) => {
+                    if !quiet {
+                        eprintln!(
+                            "nameflow: dropped every capability in {} threads{}",
+                            d.threads,
+                            d.user
+                                .map(|u| format!("; running as {} ({}:{})", u.name, u.uid, u.gid))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+                Err(e) => {
+                    privilege_error = Some(e);
+                    stop_on_error.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        if let Some(m) = &metrics {
+            if !quiet {
+                eprintln!("nameflow: metrics at http://{}/metrics", m.local_addr());
+            }
+        }
+        super::notify::ready();
         if !quiet {
             let qs: Vec<String> = queues
                 .iter()
@@ -264,11 +332,16 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
             );
         }
     });
+    super::notify::stopping();
     for w in &report.warnings {
         eprintln!("nameflow: warning: {w}");
     }
     if report.attached.is_some() {
         print_summary(&report);
+    }
+    if let Some(e) = privilege_error {
+        eprintln!("nameflow: error: {e}");
+        return Ok(ExitCode::from(1));
     }
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),

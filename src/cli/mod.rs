@@ -4,6 +4,8 @@
 
 mod capture;
 mod common;
+mod config;
+mod notify;
 mod read;
 mod synth;
 
@@ -31,26 +33,29 @@ struct Cli {
 enum Command {
     /// Read pcap/pcapng files (optionally gzipped, `-` for stdin) and write conn.log.
     #[command(after_help = read::EXAMPLES)]
-    Read(read::ReadArgs),
+    Read(Box<read::ReadArgs>),
     /// Capture live from a network interface (XDP + AF_XDP, one worker per RX queue) and
     /// write conn.log and stats.log. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_IPC_LOCK).
     #[command(after_help = capture::EXAMPLES)]
-    Capture(capture::CaptureArgs),
+    // Boxed, like Read: the option sets are far larger than the other variants.
+    Capture(Box<capture::CaptureArgs>),
     /// Write a synthetic sample capture (DNS lookups followed by HTTP, TLS and SSH sessions, a
     /// ping, an unanswered query; 198.18.0.0/15 addresses only) to try nameflow without traffic.
     Synth(synth::SynthArgs),
+    /// Check a config file (`config check FILE`) or print the default one (`config default`).
+    Config(config::ConfigArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    let config = match &cli.config {
-        Some(path) => nameflow::config::load(path)?,
-        None => nameflow::config::Config::default(),
-    };
+    // The config file's options become flags (those the command line does not set itself)
+    // before clap parses, so the file can supply any option, required ones included.
+    let (argv, config) = config::apply_file(std::env::args_os().collect())?;
+    let cli = Cli::parse_from(argv);
     match cli.command {
-        Command::Read(args) => read::run(args, &config),
-        Command::Capture(args) => capture::run(args, &config),
+        Command::Read(args) => read::run(*args, &config),
+        Command::Capture(args) => capture::run(*args, &config),
         Command::Synth(args) => synth::run(args),
+        Command::Config(args) => config::run(args),
     }
 }

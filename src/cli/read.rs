@@ -36,6 +36,17 @@ pub struct ReadArgs {
     no_pin: bool,
 }
 
+/// Validates the settings as `run` would use them, without reading anything
+/// (`nameflow config check`).
+pub fn check(args: ReadArgs, config: &Config) -> anyhow::Result<()> {
+    worker_count(args.workers)?;
+    args.flow.flow_config()?;
+    args.output.output_config(&config.output)?;
+    args.names.names_config()?;
+    args.names.logs()?;
+    Ok(())
+}
+
 pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
     // Kept until the run ends: the inventories are reloaded while it lasts.
     let context = args.context.start(&config.context)?;

@@ -101,7 +101,14 @@ pub struct CaptureConfig {
     pub logs: super::offline::Logs,
     /// Inventories to attribute both ends with (already loaded, reloading on its own).
     pub context: Option<crate::context::Context>,
+    /// Where the counters are published for `--metrics` (every [`METRICS_INTERVAL`] and at
+    /// exit), when the listener runs.
+    pub metrics: Option<crate::metrics::Publisher>,
 }
+
+/// How often the counters are published for `--metrics` (the main thread renders them; a
+/// scrape only copies the latest text).
+pub const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How one queue is captured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,6 +377,7 @@ fn run(
             ..Snapshot::default()
         };
         let mut next_stats = started + cfg.stats_interval;
+        let mut next_metrics = started;
         let gather = |xdp: XdpStats| Snapshot {
             ts_ns: wall_ns(),
             workers: board.gather(),
@@ -423,6 +431,14 @@ fn run(
                 }
                 prev = snap;
             }
+            if let (Some(m), true) = (&cfg.metrics, now >= next_metrics) {
+                next_metrics = now + METRICS_INTERVAL;
+                m.publish(
+                    &gather(read_xdp(&prog)),
+                    sink_drops(&output_stats),
+                    context_totals(),
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
 
@@ -457,6 +473,9 @@ fn run(
             }
         }
         let last = gather(xdp_final);
+        if let Some(m) = &cfg.metrics {
+            m.publish(&last, sink_drops(&output_stats), context_totals());
+        }
         for r in StatsRecord::rows_with_context(&last, sink_drops(&output_stats), context_totals())
         {
             let _ = stats_tx.try_push(r);
