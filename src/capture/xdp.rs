@@ -147,7 +147,7 @@ pub enum XdpError {
         name: String,
         source: std::io::Error,
     },
-    #[error("{what} needs the CAP_BPF, CAP_NET_ADMIN and CAP_IPC_LOCK capabilities: run nameflow as root or grant them (setcap cap_bpf,cap_net_admin,cap_ipc_lock+ep)")]
+    #[error("{what} needs the CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK capabilities: run nameflow as root or grant them (deploy/nameflow.service does; or setcap cap_bpf,cap_perfmon,cap_net_admin,cap_net_raw,cap_ipc_lock+ep)")]
     Permission { what: String },
     #[error("loading the XDP program failed: {0}")]
     Load(String),

@@ -275,12 +275,11 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Placeholders for the options a check needs but a file may leave to the command line.
-fn required_stand_ins(sub: &str, cfg: &Config) -> Vec<OsString> {
+/// Placeholders for the options a check needs but the flags being checked may not give
+/// (`has_interface`: they include `--interface`).
+fn required_stand_ins(sub: &str, has_interface: bool) -> Vec<OsString> {
     match sub {
-        "capture" if !cfg.capture.contains_key("interface") => {
-            vec!["--interface=stand-in".into()]
-        }
+        "capture" if !has_interface => vec!["--interface=stand-in".into()],
         "read" => vec!["stand-in.pcap".into()],
         _ => Vec::new(),
     }
@@ -313,7 +312,7 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
                 };
                 let mut argv = base.clone();
                 argv.extend(flags_for(section, &opt, v).with_context(ctx)?);
-                argv.extend(required_stand_ins(sub, &cfg));
+                argv.extend(required_stand_ins(sub, opt.key == "interface"));
                 validate(&argv, &cfg).with_context(|| {
                     format!(
                         "config file {}: {section}.{} = {v}",
@@ -325,7 +324,10 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
         }
         let mut argv = base.clone();
         argv.extend(file_flags(&cfg, sub, &base).with_context(ctx)?);
-        argv.extend(required_stand_ins(sub, &cfg));
+        argv.extend(required_stand_ins(
+            sub,
+            sub == "capture" && cfg.capture.contains_key("interface"),
+        ));
         validate(&argv, &cfg).with_context(|| {
             format!(
                 "config file {}: the settings together ({sub})",

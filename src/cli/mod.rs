@@ -35,7 +35,8 @@ enum Command {
     #[command(after_help = read::EXAMPLES)]
     Read(Box<read::ReadArgs>),
     /// Capture live from a network interface (XDP + AF_XDP, one worker per RX queue) and
-    /// write conn.log and stats.log. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_IPC_LOCK).
+    /// write conn.log and stats.log. Needs root or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN,
+    /// CAP_NET_RAW and CAP_IPC_LOCK, all dropped once the program is attached.
     #[command(after_help = capture::EXAMPLES)]
     // Boxed, like Read: the option sets are far larger than the other variants.
     Capture(Box<capture::CaptureArgs>),
