@@ -9,12 +9,13 @@
 //! block of its segments in time order, each segment's bounds followed by its values laid
 //! out exactly as a record's [`EndContext`] holds them (lengths, then the bytes back to back,
 //! already cut to their caps). A lookup is one hash probe, a scan of one block and one copy.
-//! With 100,000 windows the inventory is far larger than the caches, so the number of
-//! memory lines a lookup touches is most of its cost; this layout keeps it at the hash slot
-//! and one block.
+//! With 100,000 windows the inventory is far larger than the caches, and a worker's own
+//! tables push it out of them between lookups, so the memory lines a lookup touches are most
+//! of its cost. This layout keeps them at one index slot and one block, and
+//! [`Inventory::lookup_pair`] looks both ends up in two phases (both slots, then both blocks)
+//! so the two ends' cache misses overlap instead of adding up.
 
 use super::{cut_len, EndContext, Rank, Window, COLUMNS, COLUMN_CAP, END_ARENA};
-use hashbrown::HashMap;
 use std::net::IpAddr;
 
 /// How the inventory was built.
@@ -43,7 +44,7 @@ const MAX_PER_ADDRESS: usize = 1024;
 #[derive(Default)]
 pub struct Inventory {
     /// Address → offset of its block in `blocks`.
-    index: HashMap<u128, u32>,
+    index: Index,
     /// Per address: the segment count (`u16`, little-endian), then each segment.
     blocks: Vec<u8>,
     stats: BuildStats,
@@ -58,13 +59,86 @@ impl std::fmt::Debug for Inventory {
     }
 }
 
+/// A read-only open-addressing table from address to block offset, key and value in one
+/// 24-byte slot, at most half full. A general hash map keeps control bytes apart from its
+/// entries, which costs a lookup a second cache miss; this table is built once per reload
+/// and never changes, so the simplest layout that touches one line is enough.
+#[derive(Default)]
+struct Index {
+    slots: Vec<Slot>,
+    mask: usize,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    key: [u64; 2],
+    /// `EMPTY` when the slot is free.
+    off: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl Index {
+    fn with_capacity(n: usize) -> Index {
+        let size = (n.max(1) * 2).next_power_of_two();
+        Index {
+            slots: vec![
+                Slot {
+                    key: [0; 2],
+                    off: EMPTY,
+                };
+                size
+            ],
+            mask: size - 1,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn home(&self, k: [u64; 2]) -> usize {
+        // Fibonacci hashing of both halves: addresses differ in their low bits.
+        let h = (k[0] ^ k[1].rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize & self.mask
+    }
+
+    /// Inserts a key that is not present yet (the builder groups windows by address).
+    fn insert(&mut self, k: [u64; 2], off: u32) {
+        let mut i = self.home(k);
+        while self.slots[i].off != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = Slot { key: k, off };
+        self.len += 1;
+    }
+
+    #[inline]
+    fn get(&self, k: [u64; 2]) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut i = self.home(k);
+        loop {
+            let s = self.slots[i];
+            if s.off == EMPTY {
+                return None;
+            }
+            if s.key == k {
+                return Some(s.off);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
 /// The index key of an address: IPv4 as its IPv4-mapped IPv6 form.
 #[inline]
-fn key(ip: IpAddr) -> u128 {
-    match ip {
+fn key(ip: IpAddr) -> [u64; 2] {
+    let v = match ip {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
-    }
+    };
+    [v as u64, (v >> 64) as u64]
 }
 
 #[inline]
@@ -92,7 +166,19 @@ impl Inventory {
         }
         windows.sort_by_key(|w| (key(w.ip), w.from_ns));
         let mut blocks: Vec<u8> = Vec::with_capacity(windows.len() * (SEGMENT_HEAD + 96));
-        let mut index: HashMap<u128, u32> = HashMap::with_capacity(windows.len());
+        let addresses = {
+            let mut n = 0usize;
+            let mut last = None;
+            for w in &windows {
+                let k = key(w.ip);
+                if last != Some(k) {
+                    n += 1;
+                    last = Some(k);
+                }
+            }
+            n
+        };
+        let mut index = Index::with_capacity(addresses);
         let mut kept = 0u64;
         let mut bounds: Vec<u64> = Vec::new();
         let mut i = 0;
@@ -160,7 +246,7 @@ impl Inventory {
             index.insert(k, at as u32);
         }
         stats.windows = kept;
-        stats.addresses = index.len() as u64;
+        stats.addresses = index.len as u64;
         blocks.shrink_to_fit();
         Inventory {
             index,
@@ -188,10 +274,34 @@ impl Inventory {
     /// Returns whether any window covered the instant.
     #[inline]
     pub fn lookup(&self, ip: IpAddr, t_ns: u64, out: &mut EndContext) -> bool {
+        let block = self.index.get(key(ip));
+        self.fill(block, t_ns, out)
+    }
+
+    /// Both ends of a connection at once: the two index slots are read before either block,
+    /// so their cache misses overlap. Returns whether each end was found.
+    #[inline]
+    pub fn lookup_pair(
+        &self,
+        (a, b): (IpAddr, IpAddr),
+        t_ns: u64,
+        (out_a, out_b): (&mut EndContext, &mut EndContext),
+    ) -> (bool, bool) {
+        let ba = self.index.get(key(a));
+        let bb = self.index.get(key(b));
+        // Touch both blocks before copying from either (the loads are independent).
+        let first = |o: Option<u32>| o.map_or(0, |o| self.blocks[o as usize]);
+        let _ = std::hint::black_box(first(ba) ^ first(bb));
+        (self.fill(ba, t_ns, out_a), self.fill(bb, t_ns, out_b))
+    }
+
+    /// Copies the segment of `block` that covers `t_ns` into `out`.
+    #[inline]
+    fn fill(&self, block: Option<u32>, t_ns: u64, out: &mut EndContext) -> bool {
         if !out.is_empty() {
             *out = EndContext::default();
         }
-        let Some(&off) = self.index.get(&key(ip)) else {
+        let Some(off) = block else {
             return false;
         };
         let b = &self.blocks[..];

@@ -689,11 +689,11 @@ impl ContextReader {
     /// Fills both ends' context as of `ts_ns` (the connection's first packet).
     #[inline]
     pub fn enrich(&mut self, ctx: &mut ConnContext, orig: IpAddr, resp: IpAddr, ts_ns: u64) {
-        for (ip, end) in [(orig, &mut ctx.orig), (resp, &mut ctx.resp)] {
-            let matched = self.current.lookup(ip, ts_ns, end);
-            self.counters.lookups += 1;
-            self.counters.matched += u64::from(matched);
-        }
+        let (a, b) = self
+            .current
+            .lookup_pair((orig, resp), ts_ns, (&mut ctx.orig, &mut ctx.resp));
+        self.counters.lookups += 2;
+        self.counters.matched += u64::from(a) + u64::from(b);
     }
 
     pub fn counters(&self) -> ReaderCounters {
