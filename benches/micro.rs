@@ -112,6 +112,71 @@ fn flow_update(c: &mut Criterion) {
     g.finish();
 }
 
+/// Summaries of 64-byte UDP datagrams over `flows` flows, one datagram per flow per round,
+/// round after round, each round in a different order: the live bench's `udp64` template at
+/// its 65,536-flow variant, where the flow table no longer fits the CPU caches, without the
+/// template's fixed order (which lets the CPU's stride prefetcher guess the next flow).
+fn udp_rounds(flows: u32, rounds: u32) -> Vec<PacketSummary> {
+    let mut t = Trace::new();
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let mut order: Vec<u32> = (0..flows).collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..rounds {
+        for &i in &order {
+            let c = SocketAddr::new(
+                Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8).into(),
+                10_000 + (i >> 16) as u16,
+            );
+            let s = SocketAddr::new(Ipv4Addr::new(198, 19, 0, 1).into(), 5_000);
+            t.udp(ts, c, s, &[0x5a; 18]);
+            ts += 200;
+        }
+        // Fisher-Yates with a fixed xorshift generator: the same orders every run.
+        for k in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(k, (rng % (k as u64 + 1)) as usize);
+        }
+    }
+    let frames: Vec<Vec<u8>> = t.frames().iter().map(|f| f.data.clone()).collect();
+    summaries(&frames)
+}
+
+fn flow_update_large(c: &mut Criterion) {
+    const FLOWS: u32 = 65_536;
+    let sums = udp_rounds(FLOWS, 3);
+    let (warm, rest) = sums.split_at(FLOWS as usize);
+    let mut g = c.benchmark_group("flow_update");
+    g.throughput(Throughput::Elements(rest.len() as u64));
+    g.bench_function("udp_65536_flows_shuffled", |b| {
+        b.iter_batched(
+            || {
+                // The table already holds every flow: the steady state of a live capture.
+                let mut shard = Shard::new(&FlowConfig::default());
+                for s in warm {
+                    shard.process(s, &mut |r| {
+                        black_box(r);
+                    });
+                }
+                shard
+            },
+            |mut shard| {
+                let mut records = 0u64;
+                for s in rest {
+                    shard.process(s, &mut |r| {
+                        black_box(r);
+                        records += 1;
+                    });
+                }
+                (records, shard)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 fn names(c: &mut Criterion) {
     let n = 10_000u32;
     let name = |i: u32| {
@@ -233,5 +298,12 @@ fn spsc_forward(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, flow_update, names, spsc_forward);
+criterion_group!(
+    benches,
+    decode,
+    flow_update,
+    flow_update_large,
+    names,
+    spsc_forward
+);
 criterion_main!(benches);

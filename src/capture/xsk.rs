@@ -108,6 +108,8 @@ pub enum XskError {
         mode: &'static str,
         reason: String,
         hint: &'static str,
+        /// The system error number, 0 when there is none.
+        errno: i32,
     },
     #[error("setting {option} on the AF_XDP socket of {iface} queue {queue} failed: {source}")]
     SockOpt {
@@ -135,6 +137,9 @@ pub struct XskSocket {
     /// Descriptors of the batch being read (allocated once).
     batch: Vec<FrameDesc>,
 }
+
+/// How long opening a socket waits for a queue another (just exited) socket still holds.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn umem_config(cfg: &XskConfig) -> Result<(UmemConfig, QueueSize), XskError> {
     let bad = |what: String| XskError::Config(what);
@@ -170,15 +175,26 @@ impl XskSocket {
             ZeroCopy::On => &[true],
             ZeroCopy::Off => &[false],
         };
-        let mut last = None;
-        for &zc in attempts {
-            match Self::open_mode(iface, queue, cfg, umem_cfg, ring, zc) {
-                Ok(s) => return Ok(s),
-                Err(e @ XskError::Bind { .. }) => last = Some(e),
-                Err(e) => return Err(e),
+        // A socket of a process that just died stays bound until the kernel has released its
+        // UMEM, a moment after the process is gone: a restart (systemd's, after a crash)
+        // waits that out instead of failing.
+        let deadline = std::time::Instant::now() + BUSY_WAIT;
+        loop {
+            let mut last = None;
+            for &zc in attempts {
+                match Self::open_mode(iface, queue, cfg, umem_cfg, ring, zc) {
+                    Ok(s) => return Ok(s),
+                    Err(e @ XskError::Bind { .. }) => last = Some(e),
+                    Err(e) => return Err(e),
+                }
             }
+            let e = last.unwrap_or_else(|| XskError::Config("no zero-copy mode to try".into()));
+            let busy = matches!(&e, XskError::Bind { errno, .. } if *errno == libc::EBUSY);
+            if !busy || std::time::Instant::now() >= deadline {
+                return Err(e);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Err(last.unwrap_or_else(|| XskError::Config("no zero-copy mode to try".into())))
     }
 
     fn open_mode(
@@ -224,13 +240,20 @@ impl XskSocket {
             mode,
             reason: "the interface name contains a NUL byte".into(),
             hint: "",
+            errno: 0,
         })?;
         // SAFETY: the UMEM was created just above and is used by this socket only, so the
         // shared-UMEM condition of `Socket::new` (inhibit program load when a pair is bound
         // twice) cannot arise; the flag is set anyway because nameflow loads its own program.
         let created = unsafe { xsk_rs::Socket::new(sock_cfg, &umem, &name, queue) };
         let (tx, rx, rings) = created.map_err(|e| {
-            let reason = e.to_string();
+            let os = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .map(|s| (s.to_string(), s.raw_os_error().unwrap_or(0)));
+            let (reason, errno) = match os {
+                Some((text, errno)) => (format!("{e}: {text}"), errno),
+                None => (e.to_string(), 0),
+            };
             let hint = if zero_copy {
                 "; the driver may not support zero-copy: use --zero-copy auto or off"
             } else {
@@ -242,6 +265,7 @@ impl XskSocket {
                 mode,
                 reason,
                 hint,
+                errno,
             }
         })?;
         let Some((fill, comp)) = rings else {
@@ -251,6 +275,7 @@ impl XskSocket {
                 mode,
                 reason: "xsk-rs returned no fill/completion rings for a fresh UMEM".into(),
                 hint: "",
+                errno: 0,
             });
         };
         let mut sock = XskSocket {

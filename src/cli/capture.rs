@@ -268,14 +268,22 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
         .map(nameflow::capture::privilege::User::resolve)
         .transpose()?;
     let keep_privileges = args.keep_privileges;
-    let metrics = args
-        .metrics
+    let metrics_addr = args.metrics.clone();
+    let context_args = args.context.clone();
+    let mut cfg = args.config(file)?;
+    // Before any thread starts: with workers pinned, the writer, statistics, reload and
+    // metrics threads inherit a mask without the workers' cores and never preempt a worker.
+    let others = cfg
+        .cpus
+        .as_deref()
+        .filter(|ids| !ids.is_empty())
+        .and_then(nameflow::engine::affinity::keep_off);
+    let metrics = metrics_addr
         .as_deref()
         .map(nameflow::metrics::MetricsServer::start)
         .transpose()?;
     // Kept until the run ends: the inventories are reloaded while it lasts.
-    let context = args.context.start(&file.context)?;
-    let mut cfg = args.config(file)?;
+    let context = context_args.start(&file.context)?;
     cfg.context = context.as_ref().map(|(c, _)| c.clone());
     cfg.metrics = metrics.as_ref().map(|m| m.publisher());
     let stop = Arc::new(AtomicBool::new(false));
@@ -326,8 +334,15 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
                     )
                 })
                 .collect();
+            let others = others
+                .as_ref()
+                .map(|c| {
+                    let c: Vec<String> = c.iter().map(usize::to_string).collect();
+                    format!("; other threads on CPU {}", c.join(","))
+                })
+                .unwrap_or_default();
             eprintln!(
-                "nameflow: capturing on {iface}: XDP attached in {mode} mode; queues {}",
+                "nameflow: capturing on {iface}: XDP attached in {mode} mode; queues {}{others}",
                 qs.join(", ")
             );
         }

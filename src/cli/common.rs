@@ -223,7 +223,7 @@ impl NameArgs {
 /// Context settings: inventories that say which pod, service, node or cloud instance held
 /// each address when a connection started. Each can also be set in the config file's
 /// `[context]` section; a flag overrides the file.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct ContextArgs {
     /// An inventory: `kubectl get pods,services,nodes -A -o json` or `aws ec2
     /// describe-instances` output, a JSON-lines table (*.jsonl), or a directory of successive

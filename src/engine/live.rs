@@ -561,6 +561,7 @@ fn run_live_worker(
     .with_names(names.is_some())
     .with_dns_log(dns_log);
     let mut shard = Shard::new(flow);
+    shard.prefault();
     let mut st = WorkerStats {
         zero_copy: u64::from(sockets.iter().all(XskSocket::zero_copy)),
         ..WorkerStats::default()
@@ -656,6 +657,7 @@ fn run_live_worker(
         }
     }
     to_others.clear();
+    out.set_policy(FullPolicy::Wait);
     loop {
         let mut got = 0;
         for q in &inbound {

@@ -1,5 +1,6 @@
 //! The per-core engine: dispatch (decode, pick the owner), workers (flow shards), and the
 //! offline driver that wires them together for `nameflow read`.
+pub mod affinity;
 pub mod dispatch;
 pub mod live;
 pub mod offline;

@@ -377,6 +377,13 @@ impl RecordOut {
         }
     }
 
+    /// From now on, what to do when the writer's queue is full. A live worker drops (and
+    /// counts) while it captures, and waits once capture has stopped: the final flush of
+    /// every open connection is then a burst no queue holds, and nothing is arriving anyway.
+    pub fn set_policy(&mut self, policy: FullPolicy) {
+        self.policy = policy;
+    }
+
     /// Also writes dns.log records to `queue` (same full-queue policy as conn.log).
     pub fn with_dns(mut self, queue: Option<Producer<DnsRecord>>) -> RecordOut {
         self.dns = queue.map(|queue| DnsOut {

@@ -1,6 +1,12 @@
 //! The per-worker flow table: one hash lookup per packet, a slab of connections sized at
 //! start-up with a hard cap, a least-recently-active list for eviction, and a timer queue
 //! driven by packet time.
+//!
+//! Memory layout is chosen for tables far larger than the CPU caches: the hash index holds
+//! only 8 bytes per flow (slot number and a 32-bit hash tag), and the list links and slot
+//! generations live in their own 16-byte array, so a lookup and a move to the list's tail
+//! stay in the L2 cache; the ~1 KB connections are read only for the flow the packet belongs
+//! to.
 
 use super::conn::{Conn, Expiry};
 use super::expect::{Expectation, Expectations};
@@ -8,7 +14,7 @@ use super::key::{Endpoints, FlowKey};
 use super::summary::PacketSummary;
 use super::{FlowConfig, FlowCounters};
 use crate::output::record::ConnRecord;
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -20,8 +26,9 @@ const RECENT_FLOWS: usize = 64;
 /// How many slots are allocated up front; the table grows (rarely) up to `max_flows`.
 const INITIAL_SLOTS: usize = 1 << 16;
 
-struct Slot {
-    conn: Conn,
+/// The small per-slot state kept apart from the connection itself.
+#[derive(Clone, Copy)]
+struct Meta {
     /// Bumped each time the slot is reused, so stale timer entries can be recognised.
     gen: u32,
     prev: u32,
@@ -29,11 +36,33 @@ struct Slot {
     live: bool,
 }
 
+/// One hash-index entry: the slot, and the key's 32-bit hash, so that a probe rarely reads a
+/// connection that is not the one looked for, and growing the index rehashes from the
+/// entries alone instead of reading every connection.
+#[derive(Clone, Copy)]
+struct Entry {
+    slot: u32,
+    tag: u32,
+}
+
+/// The index's 64-bit hash made from a key's 32-bit one: hashbrown takes the bucket from the
+/// low bits and its 7-bit control byte from the top ones, which are then independent for any
+/// table below 2^25 buckets.
+fn spread(tag: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(tag)
+}
+
+fn tag_of(hash: u64) -> u32 {
+    hash as u32
+}
+
 /// One worker's flow table.
 pub struct Shard {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, u32>,
-    slots: Vec<Slot>,
+    index: HashTable<Entry>,
+    hasher: hashbrown::DefaultHashBuilder,
+    conns: Vec<Conn>,
+    meta: Vec<Meta>,
     free: Vec<u32>,
     /// Least recently active first.
     lru_head: u32,
@@ -54,10 +83,13 @@ pub struct Shard {
 impl Shard {
     pub fn new(cfg: &FlowConfig) -> Shard {
         let cap = cfg.max_flows.clamp(1, INITIAL_SLOTS);
+        let conns = Vec::with_capacity(cap);
         Shard {
             cfg: cfg.clone(),
-            map: HashMap::with_capacity(cap),
-            slots: Vec::with_capacity(cap),
+            index: HashTable::with_capacity(cap),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            conns,
+            meta: Vec::with_capacity(cap),
             free: Vec::with_capacity(cap),
             lru_head: NIL,
             lru_tail: NIL,
@@ -66,6 +98,15 @@ impl Shard {
             recent: [(NIL, 0); RECENT_FLOWS],
             recent_next: 0,
             counters: FlowCounters::default(),
+        }
+    }
+
+    /// Touches the memory reserved for connections now, so that a capture does not take a
+    /// page fault (and, with huge pages, a 2 MiB clear or a compaction) per new flow later,
+    /// while its ring fills. Costs the reserved size in resident memory from the start.
+    pub fn prefault(&mut self) {
+        for c in self.conns.spare_capacity_mut() {
+            *c = std::mem::MaybeUninit::zeroed();
         }
     }
 
@@ -80,24 +121,25 @@ impl Shard {
 
         let ep = Endpoints::of_summary(pkt);
         let (key, _) = ep.key();
-        let idx = match self.map.get(&key).copied() {
+        let hash = self.hash(&key);
+        let idx = match self.find(&key, hash) {
             Some(i) => {
-                let c = &self.slots[i as usize].conn;
+                let c = &self.conns[i as usize];
                 let is_orig = c.is_orig(pkt, ep.src_port);
                 if c.is_reuse(pkt, is_orig) {
                     self.remove(i, out);
                     self.counters.flows_expired += 1;
-                    self.insert(key, pkt, &ep, out)
+                    self.insert(key, hash, pkt, &ep, out)
                 } else {
                     i
                 }
             }
-            None => self.insert(key, pkt, &ep, out),
+            None => self.insert(key, hash, pkt, &ep, out),
         };
-        let slot = &mut self.slots[idx as usize];
-        let is_orig = slot.conn.is_orig(pkt, ep.src_port);
-        slot.conn.add_parents(&pkt.parents);
-        slot.conn.apply(&self.cfg, pkt, is_orig);
+        let conn = &mut self.conns[idx as usize];
+        let is_orig = conn.is_orig(pkt, ep.src_port);
+        conn.add_parents(&pkt.parents);
+        conn.apply(&self.cfg, pkt, is_orig);
         self.touch(idx);
         self.schedule(idx);
     }
@@ -105,18 +147,34 @@ impl Shard {
     /// The connection with this key, if this shard tracks it (protocol logs such as dns.log
     /// read its uid and roles).
     pub fn get(&self, key: &FlowKey) -> Option<&Conn> {
-        self.map.get(key).map(|&i| &self.slots[i as usize].conn)
+        self.find(key, self.hash(key))
+            .map(|i| &self.conns[i as usize])
+    }
+
+    fn hash(&self, key: &FlowKey) -> u64 {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        spread((h ^ (h >> 32)) as u32)
+    }
+
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        let tag = tag_of(hash);
+        self.index
+            .find(hash, |e| {
+                e.tag == tag && self.conns[e.slot as usize].key == *key
+            })
+            .map(|e| e.slot)
     }
 
     /// Remembers a connection announced by a control connection; when it starts, it gets the
     /// announced service.
     pub fn expect(&mut self, e: Expectation) {
         for &(idx, gen) in &self.recent {
-            let Some(slot) = self.slots.get_mut(idx as usize) else {
+            let Some(m) = self.meta.get(idx as usize) else {
                 continue;
             };
-            let c = &mut slot.conn;
-            if slot.live && slot.gen == gen && e.matches(c.orig, c.resp, c.resp_port, c.start_ns) {
+            let c = &mut self.conns[idx as usize];
+            if m.live && m.gen == gen && e.matches(c.orig, c.resp, c.resp_port, c.start_ns) {
                 c.service.confirm(e.service);
                 return;
             }
@@ -131,12 +189,13 @@ impl Shard {
                 break;
             }
             self.timers.pop();
-            let slot = &mut self.slots[idx as usize];
-            if !slot.live || slot.gen != gen || slot.conn.timer_at != at {
+            let m = self.meta[idx as usize];
+            let conn = &mut self.conns[idx as usize];
+            if !m.live || m.gen != gen || conn.timer_at != at {
                 continue;
             }
-            slot.conn.timer_at = u64::MAX;
-            match slot.conn.run_timers(at) {
+            conn.timer_at = u64::MAX;
+            match conn.run_timers(at) {
                 Expiry::Remove => {
                     self.remove(idx, out);
                     self.counters.flows_expired += 1;
@@ -156,18 +215,19 @@ impl Shard {
 
     pub fn counters(&self) -> FlowCounters {
         let mut c = self.counters;
-        c.active = self.map.len() as u64;
+        c.active = self.index.len() as u64;
         c
     }
 
     fn insert(
         &mut self,
         key: FlowKey,
+        hash: u64,
         pkt: &PacketSummary,
         ep: &Endpoints,
         out: &mut impl FnMut(ConnRecord),
     ) -> u32 {
-        if self.map.len() >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
+        if self.index.len() >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
             // The table is full: the least recently active flow makes room, and is logged.
             self.remove(self.lru_head, out);
             self.counters.flows_evicted += 1;
@@ -181,25 +241,32 @@ impl Shard {
         }
         let idx = match self.free.pop() {
             Some(i) => {
-                let s = &mut self.slots[i as usize];
-                s.conn = conn;
-                s.gen = s.gen.wrapping_add(1);
-                s.live = true;
+                self.conns[i as usize] = conn;
+                let m = &mut self.meta[i as usize];
+                m.gen = m.gen.wrapping_add(1);
+                m.live = true;
                 i
             }
             None => {
-                self.slots.push(Slot {
-                    conn,
+                self.conns.push(conn);
+                self.meta.push(Meta {
                     gen: 0,
                     prev: NIL,
                     next: NIL,
                     live: true,
                 });
-                (self.slots.len() - 1) as u32
+                (self.conns.len() - 1) as u32
             }
         };
-        self.map.insert(key, idx);
-        self.recent[self.recent_next] = (idx, self.slots[idx as usize].gen);
+        self.index.insert_unique(
+            hash,
+            Entry {
+                slot: idx,
+                tag: tag_of(hash),
+            },
+            |e| spread(e.tag),
+        );
+        self.recent[self.recent_next] = (idx, self.meta[idx as usize].gen);
         self.recent_next = (self.recent_next + 1) % RECENT_FLOWS;
         self.link_tail(idx);
         self.counters.flows_created += 1;
@@ -207,25 +274,27 @@ impl Shard {
     }
 
     fn remove(&mut self, idx: u32, out: &mut impl FnMut(ConnRecord)) {
-        let slot = &mut self.slots[idx as usize];
-        debug_assert!(slot.live, "removing a free slot");
-        slot.live = false;
-        out(slot.conn.record(&self.cfg));
-        let key = slot.conn.key;
+        debug_assert!(self.meta[idx as usize].live, "removing a free slot");
+        self.meta[idx as usize].live = false;
+        let conn = &self.conns[idx as usize];
+        out(conn.record(&self.cfg));
+        let hash = self.hash(&conn.key);
         self.unlink(idx);
-        self.map.remove(&key);
+        if let Ok(e) = self.index.find_entry(hash, |e| e.slot == idx) {
+            e.remove();
+        }
         self.free.push(idx);
     }
 
     fn schedule(&mut self, idx: u32) {
-        let d = self.slots[idx as usize].conn.next_deadline();
-        if d < self.slots[idx as usize].conn.timer_at {
+        let d = self.conns[idx as usize].next_deadline();
+        if d < self.conns[idx as usize].timer_at {
             if self.timers.len() >= self.timer_bound() {
                 self.compact_timers();
             }
-            let slot = &mut self.slots[idx as usize];
-            slot.conn.timer_at = d;
-            self.timers.push(Reverse((d, idx, slot.gen)));
+            self.conns[idx as usize].timer_at = d;
+            self.timers
+                .push(Reverse((d, idx, self.meta[idx as usize].gen)));
         }
     }
 
@@ -241,10 +310,10 @@ impl Shard {
     /// entry per live flow survives, so sweeps are at least `max_flows` pushes apart and cost
     /// O(1) per push over time; `retain` keeps the allocation.
     fn compact_timers(&mut self) {
-        let slots = &self.slots;
+        let (conns, meta) = (&self.conns, &self.meta);
         self.timers.retain(|&Reverse((at, idx, gen))| {
-            let s = &slots[idx as usize];
-            s.live && s.gen == gen && s.conn.timer_at == at
+            let m = &meta[idx as usize];
+            m.live && m.gen == gen && conns[idx as usize].timer_at == at
         });
     }
 
@@ -263,12 +332,12 @@ impl Shard {
     fn link_tail(&mut self, idx: u32) {
         let tail = self.lru_tail;
         {
-            let s = &mut self.slots[idx as usize];
-            s.prev = tail;
-            s.next = NIL;
+            let m = &mut self.meta[idx as usize];
+            m.prev = tail;
+            m.next = NIL;
         }
         if tail != NIL {
-            self.slots[tail as usize].next = idx;
+            self.meta[tail as usize].next = idx;
         } else {
             self.lru_head = idx;
         }
@@ -277,21 +346,21 @@ impl Shard {
 
     fn unlink(&mut self, idx: u32) {
         let (prev, next) = {
-            let s = &self.slots[idx as usize];
-            (s.prev, s.next)
+            let m = &self.meta[idx as usize];
+            (m.prev, m.next)
         };
         if prev != NIL {
-            self.slots[prev as usize].next = next;
+            self.meta[prev as usize].next = next;
         } else {
             self.lru_head = next;
         }
         if next != NIL {
-            self.slots[next as usize].prev = prev;
+            self.meta[next as usize].prev = prev;
         } else {
             self.lru_tail = prev;
         }
-        let s = &mut self.slots[idx as usize];
-        s.prev = NIL;
-        s.next = NIL;
+        let m = &mut self.meta[idx as usize];
+        m.prev = NIL;
+        m.next = NIL;
     }
 }
