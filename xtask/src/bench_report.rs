@@ -201,6 +201,7 @@ impl Report {
         let z = |r: &str| zero_loss_mpps(&self.steps, t, r);
         let ceiling = z("xdp_drop");
         let af = z("af_packet");
+        let xsk = z("af_xdp");
         let nf = z("nameflow");
         let nf_off = z("nameflow_no_names");
         let names_cost = if self.names_measured {
@@ -218,6 +219,7 @@ impl Report {
             .map(|s| s.loss_pct);
         let vs_ceiling = ratio(nf, ceiling);
         let vs_af = ratio(nf, af);
+        let vs_xsk = ratio(nf, xsk);
         let targets = vec![
             target(
                 "nameflow_vs_ceiling",
@@ -270,10 +272,12 @@ impl Report {
             "headline_template": t,
             "ceiling_xdp_drop_mpps": ceiling,
             "af_packet_zero_loss_mpps": af,
+            "af_xdp_zero_loss_mpps": xsk,
             "nameflow_zero_loss_mpps": nf,
             "nameflow_no_names_zero_loss_mpps": nf_off,
             "nameflow_vs_ceiling": vs_ceiling,
             "nameflow_vs_af_packet": vs_af,
+            "nameflow_vs_af_xdp": vs_xsk,
             "names_cost": names_cost,
             "latency_p99_us": latency,
             "dns_loss_caused_by_names_pct": dns_check,
@@ -322,14 +326,16 @@ impl Report {
             None => "n/a".into(),
         };
         let mut out = format!(
-            "ceiling_xdp_drop_mpps {} | af_packet_zero_loss_mpps {} | nameflow_zero_loss_mpps {} | nameflow_no_names_zero_loss_mpps {}\n\
-             nameflow_vs_ceiling {} | nameflow_vs_af_packet {} | names_cost {} | latency_p99_us {}",
+            "ceiling_xdp_drop_mpps {} | af_packet_zero_loss_mpps {} | af_xdp_zero_loss_mpps {} | nameflow_zero_loss_mpps {} | nameflow_no_names_zero_loss_mpps {}\n\
+             nameflow_vs_ceiling {} | nameflow_vs_af_packet {} | nameflow_vs_af_xdp {} | names_cost {} | latency_p99_us {}",
             g("ceiling_xdp_drop_mpps"),
             g("af_packet_zero_loss_mpps"),
+            g("af_xdp_zero_loss_mpps"),
             g("nameflow_zero_loss_mpps"),
             g("nameflow_no_names_zero_loss_mpps"),
             g("nameflow_vs_ceiling"),
             g("nameflow_vs_af_packet"),
+            g("nameflow_vs_af_xdp"),
             g("names_cost"),
             g("latency_p99_us"),
         );
@@ -383,10 +389,12 @@ impl Report {
         for k in [
             "ceiling_xdp_drop_mpps",
             "af_packet_zero_loss_mpps",
+            "af_xdp_zero_loss_mpps",
             "nameflow_zero_loss_mpps",
             "nameflow_no_names_zero_loss_mpps",
             "nameflow_vs_ceiling",
             "nameflow_vs_af_packet",
+            "nameflow_vs_af_xdp",
             "names_cost",
             "latency_p99_us",
             "dns_loss_caused_by_names_pct",

@@ -4,6 +4,8 @@
 //! - `gen`: the traffic generator (BPF_PROG_RUN live frames on the sending veth).
 //! - `sink`: the XDP_DROP ceiling receiver, or an XDP_PASS counter for the AF_PACKET run.
 //! - `af-packet`: the plain TPACKET_V3 reader the project compares itself with.
+//! - `af-xdp`: nameflow's XDP program and AF_XDP socket with nothing behind them: the floor
+//!   the capture method itself sets.
 //! - `templates`: writes a template set, varied as the generator varies it, as a pcap.
 //!
 //! Receivers print `ready` once they receive, then run until SIGINT/SIGTERM; every command
@@ -11,6 +13,7 @@
 //! `bench/bench.bpf.c`, compiled by xtask at bench time.
 
 mod afpacket;
+mod afxdp;
 mod gen;
 mod sink;
 mod templates;
@@ -80,6 +83,18 @@ enum Cmd {
         /// Ring blocks.
         #[arg(long, default_value_t = 16)]
         blocks: usize,
+    },
+    /// Read IFACE's queue 0 through nameflow's XDP program and an AF_XDP socket, counting
+    /// frames and nothing more.
+    AfXdp {
+        #[arg(long)]
+        iface: String,
+        /// Descriptors per RX and fill ring.
+        #[arg(long, default_value_t = 2048)]
+        ring_size: u32,
+        /// UMEM frame size in bytes.
+        #[arg(long, default_value_t = 4096)]
+        frame_size: u32,
     },
     /// Write a template set as a pcap: every template for rounds 0 and 1.
     Templates {
@@ -232,6 +247,11 @@ fn run(cli: Cli) -> Result<Json> {
             block_kib,
             blocks,
         } => afpacket::run(ifindex(&iface)?, block_kib, blocks, &stop),
+        Cmd::AfXdp {
+            iface,
+            ring_size,
+            frame_size,
+        } => afxdp::run(&iface, ring_size, frame_size, &stop),
         Cmd::Templates { template: t, pcap } => {
             let set = template(&t)?;
             let mut trace = nameflow::synth::Trace::new();
