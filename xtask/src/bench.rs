@@ -426,6 +426,7 @@ fn step(
         duration_s: elapsed,
         gen_late_batches: num(&g, "late_batches") as u64,
         link_dropped,
+        ns_per_frame: f64::NAN,
         ..Step::default()
     };
     // Busiest thread of the receiver: its worker (or the only thread of the reader).
@@ -469,6 +470,7 @@ fn step(
             s.batch_p99_us = n("batch_p99_ns") / 1e3;
             s.batch_p999_us = n("batch_p999_ns") / 1e3;
             s.batch_max_us = n("batch_max_ns") / 1e3;
+            s.ns_per_frame = n("batch_busy_ns") / n("frames");
             s.batches = n("batches") as u64;
             s.records = n("records") as u64;
         }

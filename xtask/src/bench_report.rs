@@ -41,6 +41,9 @@ pub struct Step {
     pub batch_p99_us: f64,
     pub batch_p999_us: f64,
     pub batch_max_us: f64,
+    /// Time the receiver spent in its batches per frame read (ns): its cost per frame, which
+    /// CPU time does not show for a receiver that spins between batches. NaN when unknown.
+    pub ns_per_frame: f64,
     pub gen_late_batches: u64,
     /// nameflow ran with names on.
     pub names: bool,
@@ -73,6 +76,7 @@ impl Step {
         self.batch_p99_us = n("batch_p99_ns") / 1e3;
         self.batch_p999_us = n("batch_p999_ns") / 1e3;
         self.batch_max_us = n("batch_max_ns") / 1e3;
+        self.ns_per_frame = n("batch_busy_ns") / n("packets");
     }
 
     pub fn line(&self) -> String {
@@ -118,6 +122,7 @@ impl Step {
             "batch_p99_us": f(self.batch_p99_us),
             "batch_p999_us": f(self.batch_p999_us),
             "batch_max_us": f(self.batch_max_us),
+            "ns_per_frame": f(self.ns_per_frame),
             "gen_late_batches": self.gen_late_batches,
             "names": self.names,
             "records": self.records,
@@ -165,6 +170,22 @@ fn best_zero_loss<'a>(steps: &'a [Step], template: &str, receiver: &str) -> Opti
         .filter(|s| s.template == template && s.receiver == receiver && s.phase != "names_check")
         .filter(|s| s.lost() == 0 && s.sent > 0)
         .max_by(|a, b| a.achieved_pps.total_cmp(&b.achieved_pps))
+}
+
+/// The receiver's cost per frame (ns) in its unpaced step, where every batch is full.
+fn ns_per_frame_at_max(steps: &[Step], template: &str, receiver: &str) -> Option<f64> {
+    steps
+        .iter()
+        .find(|s| s.template == template && s.receiver == receiver && s.phase == "max")
+        .map(|s| s.ns_per_frame)
+        .filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// `1 − off/on` of nameflow's cost per frame with names on and off, on `template`.
+fn names_cost_per_frame(steps: &[Step], template: &str) -> Option<f64> {
+    let on = ns_per_frame_at_max(steps, template, "nameflow")?;
+    let off = ns_per_frame_at_max(steps, template, "nameflow_no_names")?;
+    Some(1.0 - off / on)
 }
 
 /// The rate to ask for to repeat the best zero-loss step of `receiver` on `template`.
@@ -263,9 +284,14 @@ impl Report {
                         "max_offered_mpps": max / 1e6,
                         "latency_p99_us_at_zero_loss": best_zero_loss(&self.steps, tpl, r)
                             .map(|s| s.batch_p99_us).filter(|v| v.is_finite()),
+                        "ns_per_frame_at_max": ns_per_frame_at_max(&self.steps, tpl, r),
                     }),
                 );
             }
+            m.insert(
+                "names_cost_per_frame".into(),
+                json!(names_cost_per_frame(&self.steps, tpl)),
+            );
             per_template.insert(tpl.clone(), Value::Object(m));
         }
         self.summary = json!({
@@ -279,6 +305,7 @@ impl Report {
             "nameflow_vs_af_packet": vs_af,
             "nameflow_vs_af_xdp": vs_xsk,
             "names_cost": names_cost,
+            "names_cost_per_frame": names_cost_per_frame(&self.steps, t),
             "latency_p99_us": latency,
             "dns_loss_caused_by_names_pct": dns_check,
             "targets": targets,
@@ -327,7 +354,7 @@ impl Report {
         };
         let mut out = format!(
             "ceiling_xdp_drop_mpps {} | af_packet_zero_loss_mpps {} | af_xdp_zero_loss_mpps {} | nameflow_zero_loss_mpps {} | nameflow_no_names_zero_loss_mpps {}\n\
-             nameflow_vs_ceiling {} | nameflow_vs_af_packet {} | nameflow_vs_af_xdp {} | names_cost {} | latency_p99_us {}",
+             nameflow_vs_ceiling {} | nameflow_vs_af_packet {} | nameflow_vs_af_xdp {} | names_cost {} (per frame {}) | latency_p99_us {}",
             g("ceiling_xdp_drop_mpps"),
             g("af_packet_zero_loss_mpps"),
             g("af_xdp_zero_loss_mpps"),
@@ -337,6 +364,7 @@ impl Report {
             g("nameflow_vs_af_packet"),
             g("nameflow_vs_af_xdp"),
             g("names_cost"),
+            g("names_cost_per_frame"),
             g("latency_p99_us"),
         );
         if let Some(ts) = s.get("targets").and_then(Value::as_array) {
@@ -396,6 +424,7 @@ impl Report {
             "nameflow_vs_af_packet",
             "nameflow_vs_af_xdp",
             "names_cost",
+            "names_cost_per_frame",
             "latency_p99_us",
             "dns_loss_caused_by_names_pct",
         ] {
@@ -440,10 +469,10 @@ impl Report {
         for t in &self.templates {
             md.push_str(&format!("![loss vs offered rate, {t}](loss-{t}.svg)\n\n"));
         }
-        md.push_str("\n## Steps\n\n| # | template | receiver | phase | offered pps | sent | received | dropped (rx+link) | unaccounted | loss % | worker CPU | batch p50/p99/p99.9/max µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("\n## Steps\n\n| # | template | receiver | phase | offered pps | sent | received | dropped (rx+link) | unaccounted | loss % | worker CPU | ns/frame | batch p50/p99/p99.9/max µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for st in &self.steps {
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {}+{} | {} | {:.3} | {:.2} | {:.1}/{:.1}/{:.1}/{:.1} |\n",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {}+{} | {} | {:.3} | {:.2} | {} | {:.1}/{:.1}/{:.1}/{:.1} |\n",
                 st.no,
                 st.template,
                 st.receiver,
@@ -456,6 +485,11 @@ impl Report {
                 st.unaccounted,
                 st.loss_pct,
                 st.worker_cpu,
+                if st.ns_per_frame.is_finite() {
+                    format!("{:.0}", st.ns_per_frame)
+                } else {
+                    "-".into()
+                },
                 st.batch_p50_us,
                 st.batch_p99_us,
                 st.batch_p999_us,

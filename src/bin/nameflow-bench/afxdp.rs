@@ -27,7 +27,7 @@ pub fn run(iface: &str, ring_size: u32, frame_size: u32, stop: &AtomicBool) -> R
         .context("cannot attach nameflow's XDP program")?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| anyhow::anyhow!("histogram: {e}"))?;
-    let (mut packets, mut ipv4, mut idle) = (0u64, 0u64, 0u32);
+    let (mut packets, mut ipv4, mut idle, mut busy_ns) = (0u64, 0u64, 0u32, 0u64);
     println!("ready");
     let mut stopping = false;
     loop {
@@ -44,7 +44,9 @@ pub fn run(iface: &str, ring_size: u32, frame_size: u32, stop: &AtomicBool) -> R
             }
         });
         if got > 0 {
-            hist.saturating_record(t0.elapsed().as_nanos() as u64);
+            let ns = t0.elapsed().as_nanos() as u64;
+            hist.saturating_record(ns);
+            busy_ns += ns;
             idle = 0;
         } else if stopping {
             break;
@@ -69,6 +71,7 @@ pub fn run(iface: &str, ring_size: u32, frame_size: u32, stop: &AtomicBool) -> R
         .num("rx_dropped", s.rx_dropped as f64)
         .num("rx_ring_full", s.rx_ring_full as f64)
         .num("rx_fill_ring_empty", s.rx_fill_ring_empty_descs as f64)
+        .num("batch_busy_ns", busy_ns as f64)
         .latency(&hist);
     Ok(j)
 }
