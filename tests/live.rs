@@ -7,9 +7,14 @@
 //!
 //! Without root, or where namespaces or veth are missing, each test prints why and passes.
 
+// Shared with tests/metrics.rs and tests/privilege.rs; this test uses only part of it.
+#[allow(dead_code)]
+#[path = "support/capture.rs"]
+mod capture;
 #[path = "support/netns.rs"]
 mod netns;
 
+use capture::Capture;
 use nameflow::capture::pcap::PcapReader;
 use nameflow::capture::FrameSource;
 use nameflow::decode::LinkType;
@@ -18,11 +23,10 @@ use nameflow::synth::{
 };
 use netns::{paced, send_frames, VethPair};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nameflow");
@@ -48,93 +52,24 @@ macro_rules! require_live {
     };
 }
 
-/// A running `nameflow capture`, killed on drop if a test fails before stopping it.
-struct Capture {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Capture {
-    /// Starts capture on the pair's capture end and waits until the program is attached.
-    fn start(pair: &VethPair, dir: &Path, args: &[&str]) -> Result<Capture, String> {
-        let mut cmd = pair.cap_ns.command(BIN);
-        cmd.args([
-            "capture",
-            "-i",
-            &pair.cap,
-            "--format",
-            "tsv",
-            "--stats-interval",
-            "0.5",
-        ])
-        .arg("-o")
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let pipe = child.stderr.take().expect("piped");
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut cap = Capture { child, stderr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if cap.text().contains("capturing on") {
-                return Ok(cap);
-            }
-            if let Ok(Some(status)) = cap.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(format!("capture exited early ({status}): {}", cap.text()));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("capture did not attach in 20 s: {}", cap.text()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, sig).expect("signal the capture process");
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns the exit code and stderr.
-    fn stop(mut self) -> (Option<i32>, String) {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let status = self.wait(Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(100));
-        (status, self.text())
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("capture did not exit within {limit:?}: {}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `nameflow capture` on the pair's capture end (TSV logs into `dir`, statistics
+/// every 0.5 s) and waits until the program is attached; killed on drop if a test fails
+/// before stopping it.
+fn start_capture(pair: &VethPair, dir: &Path, args: &[&str]) -> Result<Capture, String> {
+    let mut cmd = pair.cap_ns.command(BIN);
+    cmd.args([
+        "capture",
+        "-i",
+        &pair.cap,
+        "--format",
+        "tsv",
+        "--stats-interval",
+        "0.5",
+    ])
+    .arg("-o")
+    .arg(dir)
+    .args(args);
+    Capture::start(cmd)
 }
 
 /// Rows of a TSV log as maps from column name to value.
@@ -292,7 +227,7 @@ fn replay_and_compare(
     let w = workers.to_string();
     let mut args = vec!["-w", w.as_str()];
     args.extend_from_slice(extra);
-    let cap = Capture::start(&pair, &live_dir, &args).expect("start capture");
+    let cap = start_capture(&pair, &live_dir, &args).expect("start capture");
     assert_ne!(
         pair.xdp_prog_id().unwrap(),
         0,
@@ -900,8 +835,7 @@ fn refuses_a_foreign_xdp_program_unless_forced() {
         "the foreign program was touched"
     );
 
-    let cap =
-        Capture::start(&pair, &tmp.path().join("forced"), &["--force"]).expect("forced start");
+    let cap = start_capture(&pair, &tmp.path().join("forced"), &["--force"]).expect("forced start");
     let ours = pair.xdp_prog_id().unwrap();
     assert!(
         ours != 0 && ours != foreign,
@@ -924,7 +858,7 @@ fn no_xdp_program_remains_after_kill_or_error() {
     let tmp = tempfile::tempdir().unwrap();
 
     // kill -9: no handler runs; the kernel releases the bpf_link with the process.
-    let mut cap = Capture::start(&pair, &tmp.path().join("k"), &[]).expect("start");
+    let mut cap = start_capture(&pair, &tmp.path().join("k"), &[]).expect("start");
     assert_ne!(pair.xdp_prog_id().unwrap(), 0);
     cap.signal(nix::sys::signal::Signal::SIGKILL);
     cap.wait(Duration::from_secs(10));
@@ -935,7 +869,7 @@ fn no_xdp_program_remains_after_kill_or_error() {
     assert_eq!(pair.xdp_prog_id().unwrap(), 0, "program left after kill -9");
 
     // An abort (what a panic with panic=abort does).
-    let mut cap = Capture::start(&pair, &tmp.path().join("a"), &[]).expect("start");
+    let mut cap = start_capture(&pair, &tmp.path().join("a"), &[]).expect("start");
     cap.signal(nix::sys::signal::Signal::SIGABRT);
     cap.wait(Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1025,7 +959,7 @@ fn loss_free_rate_sweep() {
         let pair = VethPair::new(QUEUES, MTU).expect("veth pair");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("rate");
-        let cap = Capture::start(&pair, &dir, &["-w", "2"]).expect("start");
+        let cap = start_capture(&pair, &dir, &["-w", "2"]).expect("start");
         let offsets = if pps == 0 {
             Vec::new()
         } else {

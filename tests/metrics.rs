@@ -4,7 +4,7 @@
 //!
 //! Without root, or where namespaces or veth are missing, the test prints why and passes.
 
-// Shared with tests/privilege.rs; this test uses only part of it.
+// Shared with tests/privilege.rs and tests/live.rs; this test uses only part of it.
 #[allow(dead_code)]
 #[path = "support/capture.rs"]
 mod capture;

@@ -1,4 +1,4 @@
-//! A running `nameflow capture` for the tests of deployment features (privileges, metrics):
+//! A running `nameflow capture` for the live, privilege and metrics tests:
 //! started through any wrapper command (`ip netns exec`, `setpriv`), stderr collected, killed
 //! on drop if a test fails before stopping it.
 
@@ -51,22 +51,31 @@ impl Capture {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the exit; returns the exit code and stderr.
-    pub fn stop(mut self) -> (Option<i32>, String) {
+    /// Sends `sig` to the capture process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
-            .expect("signal the capture process");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let code = loop {
+        nix::sys::signal::kill(pid, sig).expect("signal the capture process");
+    }
+
+    /// Waits up to `limit` for the exit and returns its code; kills and panics past it.
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
             if let Ok(Some(s)) = self.child.try_wait() {
-                break s.code();
+                return s.code();
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("capture did not exit within 30 s: {}", self.text());
+                panic!("capture did not exit within {limit:?}: {}", self.text());
             }
             std::thread::sleep(Duration::from_millis(20));
-        };
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code and stderr.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let code = self.wait(Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(100));
         (code, self.text())
     }
