@@ -51,6 +51,7 @@ fn records(n: usize) -> Vec<ConnRecord> {
                 orig_p: 10_000 + (i % 50_000) as u16,
                 resp_h,
                 resp_p: 443,
+                vlans: nameflow::flow::key::Vlans::NONE,
                 proto,
                 service,
                 duration_ns: 1_000_000 + i64 * 997,

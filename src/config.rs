@@ -44,6 +44,7 @@
 //! user = "nameflow"
 //! [flow]
 //! max_flows = 1048576
+//! conn_key = "vlan"        # 5-tuple + VLAN ids, as Zeek 8's frameworks/conn_key/vlan_fivetuple
 //! [names]
 //! max_entries = 131072
 //! ```
@@ -526,12 +527,15 @@ mod tests {
 
     #[test]
     fn option_sections_are_kept_for_the_command_line() {
-        let c =
-            parse("[capture]\ninterface = \"eth1\"\nring_size = 4096\n[flow]\nmax_flows = 10\n")
-                .unwrap();
+        let c = parse(
+            "[capture]\ninterface = \"eth1\"\nring_size = 4096\n[flow]\nmax_flows = 10\n\
+                   conn_key = \"vlan\"\n",
+        )
+        .unwrap();
         assert_eq!(c.capture["interface"].as_str(), Some("eth1"));
         assert_eq!(c.capture["ring_size"].as_integer(), Some(4096));
         assert_eq!(c.flow["max_flows"].as_integer(), Some(10));
+        assert_eq!(c.flow["conn_key"].as_str(), Some("vlan"));
         assert!(c.read.is_empty() && c.names.is_empty());
         let e = parse("[captur]\ninterface = \"eth1\"\n").unwrap_err();
         assert!(e.contains("captur"), "{e}");

@@ -216,3 +216,122 @@ fn several_files_are_one_stream() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["conn_state"], "SF");
 }
+
+/// `frame` (Ethernet) with 802.1Q tags inserted after the MAC addresses, outermost first.
+fn tagged(frame: &[u8], tags: &[u16]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    for &id in tags {
+        out.extend_from_slice(&[0x81, 0x00]);
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
+#[test]
+fn conn_key_vlan_splits_one_five_tuple_by_vlan_and_adds_the_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    // The same connection three times at once: untagged, on VLAN 10 inside 20 (QinQ), and on
+    // VLAN 42, as in Zeek's own test of its VLAN connection key.
+    let one = sessions(1);
+    let mut t = Trace::new();
+    for (i, tags) in [&[][..], &[10, 20], &[42]].iter().enumerate() {
+        for f in one.frames() {
+            t.push_frame(f.ts_ns + i as u64 * 1_000_000, tagged(&f.data, tags));
+        }
+    }
+    t.sort_by_time();
+    let pcap = dir.path().join("vlans.pcap");
+    t.write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let run = |key: &str, workers: &str, format: &str| -> String {
+        let out = dir.path().join(format!("{key}-{workers}-{format}"));
+        let o = nameflow(&[
+            "read",
+            "--conn-key",
+            key,
+            "-w",
+            workers,
+            "--format",
+            format,
+            "-o",
+            out.to_str().unwrap(),
+            pcap.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "read failed: {}", stderr(&o));
+        std::fs::read_to_string(out.join("conn.log")).unwrap()
+    };
+
+    // The default key merges them and has no VLAN columns.
+    let text = run("default", "1", "tsv");
+    assert!(!text.contains("id.ctx"), "{text}");
+    assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 1);
+
+    let text = run("vlan", "1", "tsv");
+    let fields = text.lines().find(|l| l.starts_with("#fields\t")).unwrap();
+    assert!(
+        fields.contains("\tid.resp_p\tid.ctx.vlan\tid.ctx.inner_vlan\tproto\t"),
+        "{fields}"
+    );
+    let types = text.lines().find(|l| l.starts_with("#types\t")).unwrap();
+    assert!(
+        types.contains("\tport\taddr\tport\tint\tint\tenum\t"),
+        "{types}"
+    );
+    let mut ids: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            (c[6].to_owned(), c[7].to_owned())
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [("-", "-"), ("10", "20"), ("42", "-")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    // Two workers spread the three connections differently and log the same records.
+    let rows = |s: &str| {
+        let mut v: Vec<String> = s
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rows(&text), rows(&run("vlan", "2", "tsv")));
+
+    // JSON leaves the unset ids out, as Zeek does.
+    let out = run("vlan", "1", "json");
+    let recs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        assert_eq!(r["conn_state"], "SF", "{r}");
+        match r["id.ctx.vlan"].as_u64() {
+            None => assert!(r.get("id.ctx.inner_vlan").is_none(), "{r}"),
+            Some(10) => assert_eq!(r["id.ctx.inner_vlan"], 20, "{r}"),
+            Some(42) => assert!(r.get("id.ctx.inner_vlan").is_none(), "{r}"),
+            Some(v) => panic!("unexpected VLAN {v}: {r}"),
+        }
+    }
+}
+
+#[test]
+fn a_bad_conn_key_names_the_flag_and_the_choices() {
+    let o = nameflow(&["read", "--conn-key", "vxlan", "x.pcap"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("--conn-key") && err.contains("vxlan") && err.contains("default, vlan"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+}

@@ -26,6 +26,7 @@ fn owner(proto: u8, a: SocketAddr, b: SocketAddr) -> usize {
         src_port: a.port(),
         dst: b.ip(),
         dst_port: b.port(),
+        vlans: nameflow::flow::key::Vlans::NONE,
     }
     .key()
     .0

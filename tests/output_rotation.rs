@@ -369,6 +369,7 @@ fn sample_record() -> nameflow::output::record::ConnRecord {
         orig_p: 0,
         resp_h: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
         resp_p: 80,
+        vlans: nameflow::flow::key::Vlans::NONE,
         proto: Transport::Tcp,
         service: ServiceList::default(),
         duration_ns: 0,

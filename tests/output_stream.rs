@@ -232,6 +232,7 @@ fn record(i: u64) -> ConnRecord {
         orig_p: (i % 60000) as u16,
         resp_h: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
         resp_p: 443,
+        vlans: nameflow::flow::key::Vlans::NONE,
         proto: Transport::Tcp,
         service: ServiceList::default(),
         duration_ns: 1_500_000,

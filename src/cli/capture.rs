@@ -6,7 +6,6 @@ use clap::ValueEnum;
 use nameflow::capture::xdp::{FilterAction, FilterRule, XdpConfig, XdpMode};
 use nameflow::capture::xsk::{BusyPoll, XskConfig, ZeroCopy};
 use nameflow::config::Config;
-use nameflow::decode::DecodeConfig;
 use nameflow::engine::live::{run_capture, CaptureConfig, CaptureReport, QueueSelection};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -226,10 +225,7 @@ impl CaptureArgs {
                 .duration
                 .map(|d| seconds(d, "--duration"))
                 .transpose()?,
-            decode: DecodeConfig {
-                verify_checksums: !self.flow.ignore_checksums,
-                ..DecodeConfig::default()
-            },
+            decode: self.flow.decode_config(),
             flow: self.flow.flow_config()?,
             output: self.output.output_config(&file.output)?,
             forward_queue_capacity: self.forward_queue,
@@ -270,6 +266,8 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
     let keep_privileges = args.keep_privileges;
     let metrics_addr = args.metrics.clone();
     let context_args = args.context.clone();
+    // conn.log's columns depend on the key; fixed before the context adds its own.
+    args.flow.conn_log_columns()?;
     let mut cfg = args.config(file)?;
     // Before any thread starts: with workers pinned, the writer, statistics, reload and
     // metrics threads inherit a mask without the workers' cores and never preempt a worker.

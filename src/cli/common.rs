@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use nameflow::config::{OutputSection, SinkEntry};
+use nameflow::decode::DecodeConfig;
 use nameflow::flow::{FlowConfig, LocalNets};
 use nameflow::output::{Format, JsonTs, OutputConfig};
 
@@ -91,6 +92,21 @@ pub struct FlowArgs {
     /// beyond it.
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     pub max_flows: usize,
+    /// What identifies a connection. `default`: the 5-tuple, VLAN tags ignored (Zeek's
+    /// default). `vlan`: the 5-tuple plus the frame's outer and inner 802.1Q VLAN ids (Zeek 8's
+    /// `@load frameworks/conn_key/vlan_fivetuple`), so one 5-tuple on two VLANs is two
+    /// connections, and conn.log gets `id.ctx.vlan` and `id.ctx.inner_vlan` after `id.resp_p`.
+    #[arg(long, value_enum, value_name = "KEY", default_value = "default")]
+    pub conn_key: ConnKeyArg,
+}
+
+/// `--conn-key`: Zeek's connection key factories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConnKeyArg {
+    /// The 5-tuple (Zeek's default `ConnKey::CONNKEY_FIVETUPLE`).
+    Default,
+    /// The 5-tuple and the VLAN ids (Zeek's `ConnKey::CONNKEY_VLAN_FIVETUPLE`).
+    Vlan,
 }
 
 impl FlowArgs {
@@ -108,6 +124,23 @@ impl FlowArgs {
             local_nets,
             ..FlowConfig::default()
         })
+    }
+
+    /// The decoder settings these flags choose (checksums, connection key).
+    pub fn decode_config(&self) -> DecodeConfig {
+        DecodeConfig {
+            verify_checksums: !self.ignore_checksums,
+            vlan_key: self.conn_key == ConnKeyArg::Vlan,
+            ..DecodeConfig::default()
+        }
+    }
+
+    /// Fixes conn.log's columns for the chosen key (the VLAN key adds two). Call before the
+    /// context columns are added and before the writer starts.
+    pub fn conn_log_columns(&self) -> anyhow::Result<()> {
+        nameflow::output::record::enable_vlan_columns(self.conn_key == ConnKeyArg::Vlan)
+            .map_err(anyhow::Error::msg)
+            .context("cannot set conn.log's columns for --conn-key")
     }
 }
 

@@ -501,7 +501,8 @@ mod tests {
     fn file_options_are_inserted_and_flags_win() {
         let (_d, p) = write(
             "[capture]\ninterface = \"eth9\"\nring_size = 4096\nbypass = [\"198.18.0.0/16\"]\n\
-             drop_non_ip = true\n[flow]\nmax_flows = 77\n[names]\nmax_entries = 5\n",
+             drop_non_ip = true\n[flow]\nmax_flows = 77\nconn_key = \"vlan\"\n[names]\n\
+             max_entries = 5\n",
         );
         let cfg = p.to_str().unwrap();
         let (out, _) = apply_file(argv(&[
@@ -523,6 +524,7 @@ mod tests {
         assert!(s.contains("drop_non_ip: true"), "{s}");
         assert!(s.contains("\"198.18.0.0/16\""), "{s}");
         assert!(s.contains("max_flows: 77"), "{s}");
+        assert!(s.contains("conn_key: Vlan"), "{s}");
         assert!(s.contains("name_max_entries: 5"), "{s}");
         // The [capture] section does not reach `read`.
         let (out, _) =
@@ -532,6 +534,7 @@ mod tests {
             <Cli as clap::Parser>::try_parse_from(&out).unwrap().command
         );
         assert!(!s.contains("eth9") && s.contains("max_flows: 77"), "{s}");
+        assert!(s.contains("conn_key: Vlan"), "[flow] reaches read too: {s}");
     }
 
     #[test]
@@ -542,6 +545,7 @@ mod tests {
         for key in [
             "ring_size = 2048",
             "max_flows = 1048576",
+            "conn_key = \"default\"",
             "max_entries = 131072",
         ] {
             assert!(text.contains(key), "{key} missing:\n{text}");
@@ -554,6 +558,7 @@ mod tests {
         let cases = [
             ("[capture]\nring_szie = 4096\n", "capture.ring_szie"),
             ("[flow]\nmax_flows = 0\n", "flow.max_flows"),
+            ("[flow]\nconn_key = \"vxlan\"\n", "flow.conn_key"),
             ("[capture]\nring_size = \"big\"\n", "capture.ring_size"),
             ("[capture]\nxdp_mode = \"turbo\"\n", "capture.xdp_mode"),
             ("[capture]\nforce = \"yes\"\n", "capture.force"),

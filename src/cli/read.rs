@@ -2,7 +2,6 @@
 
 use super::common::{worker_count, ContextArgs, FlowArgs, NameArgs, OutputArgs};
 use nameflow::config::Config;
-use nameflow::decode::DecodeConfig;
 use nameflow::engine::{run_read, ReadConfig, ReadReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,15 +47,14 @@ pub fn check(args: ReadArgs, config: &Config) -> anyhow::Result<()> {
 }
 
 pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    // conn.log's columns depend on the key; fixed before the context adds its own.
+    args.flow.conn_log_columns()?;
     // Kept until the run ends: the inventories are reloaded while it lasts.
     let context = args.context.start(&config.context)?;
     let cfg = ReadConfig {
         workers: worker_count(args.workers)?,
         pin: !args.no_pin,
-        decode: DecodeConfig {
-            verify_checksums: !args.flow.ignore_checksums,
-            ..DecodeConfig::default()
-        },
+        decode: args.flow.decode_config(),
         flow: args.flow.flow_config()?,
         output: args.output.output_config(&config.output)?,
         queue_capacity: 8192,

@@ -415,14 +415,19 @@ impl Decoder {
                     src_port: 0,
                     dst_port: 0,
                 });
-                return self.ip(ts, inner, l2, &s, visit);
+                // The inner packet is a new packet without link layer, as in Zeek: the outer
+                // frame's VLAN tags are not its own (they would otherwise enter its key under
+                // `--conn-key vlan`).
+                return self.ip(ts, inner, l2.without_vlans(), &s, visit);
             }
             47 => {
                 if stack.len >= self.depth_limit() {
                     return Err(DecodeError::TunnelTooDeep);
                 }
                 let inner = tunnel::gre(l4)?;
-                let mut l2i = l2;
+                // As for IP-in-IP: an inner IP packet has no tags of its own, an inner
+                // Ethernet frame has only its own.
+                let mut l2i = l2.without_vlans();
                 if matches!(inner, tunnel::Inner::Ethernet(_)) {
                     l2i = L2Info::default();
                 }

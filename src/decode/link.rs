@@ -23,6 +23,15 @@ pub(crate) struct L2Info {
 }
 
 impl L2Info {
+    /// The same link information without VLAN tags (for a packet found inside a tunnel).
+    pub fn without_vlans(self) -> L2Info {
+        L2Info {
+            vlan: None,
+            inner_vlan: None,
+            ..self
+        }
+    }
+
     fn push_vlan(&mut self, id: u16) {
         // The first tag is the outer one; Zeek records the second as the inner one and
         // ignores any deeper tags.

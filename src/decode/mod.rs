@@ -53,6 +53,11 @@ pub struct DecodeConfig {
     pub frag_timeout_ns: u64,
     /// How many tunnel layers are decoded before giving up (Zeek's `Tunnel::max_depth`, 2).
     pub max_tunnel_depth: usize,
+    /// Connections are keyed by their frames' 802.1Q ids as well (`--conn-key vlan`). The
+    /// decoder itself ignores this (it always reports the ids in [`Packet::vlan`]); it rides
+    /// here because every engine builds its dispatchers from this configuration, and the
+    /// dispatcher is what puts the ids into the key.
+    pub vlan_key: bool,
 }
 
 impl Default for DecodeConfig {
@@ -63,6 +68,7 @@ impl Default for DecodeConfig {
             max_frag_bytes: 16 << 20,
             frag_timeout_ns: 60_000_000_000,
             max_tunnel_depth: 2,
+            vlan_key: false,
         }
     }
 }
@@ -147,7 +153,10 @@ pub struct Packet<'a> {
     /// Set when this packet's payload was recognised as a tunnel and the inner packet follows
     /// (the outer UDP connection of a VXLAN frame then gets service `vxlan`, as in Zeek).
     pub carries: Option<TunnelKind>,
-    /// Outer 802.1Q VLAN id, when present.
+    /// Outer 802.1Q VLAN id, when present: the tags of the frame this packet was found in.
+    /// The inner packet of an IP-in-IP or GRE tunnel has none (it is a new packet, as in
+    /// Zeek); the inner packet of a tunnelled Ethernet frame (VXLAN, Geneve, ERSPAN) has that
+    /// frame's own.
     pub vlan: Option<u16>,
     /// Inner 802.1Q VLAN id (QinQ), when present.
     pub inner_vlan: Option<u16>,

@@ -4,12 +4,15 @@
 //! Offline, one dispatcher (the reader thread) feeds every worker. Live, each worker runs its
 //! own dispatcher on its own RX queue. Either way the owner of a packet is
 //! `FlowKey::owner(n_workers)`, so both directions of a connection meet on one shard.
+//!
+//! With `--conn-key vlan` (`DecodeConfig::vlan_key`) the key, and so the owner, also holds the
+//! frame's 802.1Q ids; the summary carries them to the owner, whose table keys by them too.
 
 use crate::capture::Frame;
 use crate::decode::{DecodeConfig, DecodeCounters, DecodeError, Decoder, Encap, Packet};
 use crate::flow::conn_uid;
 use crate::flow::expect::{ftp_announcement, Expectation};
-use crate::flow::key::{Endpoints, FlowKey};
+use crate::flow::key::{Endpoints, FlowKey, Vlans};
 use crate::flow::summary::PacketSummary;
 use crate::names::dnslog::{self, DnsMsg};
 use crate::names::{Evidence, EvidenceCounters, EvidenceParser};
@@ -140,15 +143,19 @@ pub struct Dispatcher {
     clock: u64,
     /// Read DNS messages for dns.log.
     dns_log: bool,
+    /// Key connections by their VLAN ids as well (`--conn-key vlan`).
+    vlan_key: bool,
 }
 
-fn encap_key(e: &Encap) -> FlowKey {
+/// The key of a tunnel layer; `vlans` are those of the frame that carried it.
+fn encap_key(e: &Encap, vlans: Vlans) -> FlowKey {
     let ep = Endpoints {
         ip_proto: e.ip_proto,
         src: e.src,
         src_port: e.src_port,
         dst: e.dst,
         dst_port: e.dst_port,
+        vlans,
     };
     ep.key().0
 }
@@ -176,6 +183,7 @@ impl Dispatcher {
             names: None,
             clock: 0,
             dns_log: false,
+            vlan_key: decode.vlan_key,
         }
     }
 
@@ -209,17 +217,36 @@ impl Dispatcher {
         let counters = &mut self.counters;
         let names = &mut self.names;
         let dns_log = self.dns_log;
+        let vlan_key = self.vlan_key;
+        // The VLAN ids of the last packet that carried a tunnel: the frame of the outer UDP
+        // connection (VXLAN, Geneve, ...) whose uid the next inner packet names. Packets are
+        // visited outermost first, so it is always set before it is read.
+        let mut carrier_vlans = Vlans::NONE;
         self.decoder
             .decode(frame.link, ts, frame.data, |p: &Packet<'_>| {
-                let ep = Endpoints::of_packet(p);
+                let vlans = if vlan_key {
+                    Vlans::new(p.vlan, p.inner_vlan)
+                } else {
+                    Vlans::NONE
+                };
+                let ep = Endpoints::of_packet(p).with_vlans(vlans);
                 let (key, _) = ep.key();
                 if p.carries.is_some() {
                     // Registers the outer connection's start before any inner packet names it.
                     tunnels.touch(key, ts);
+                    carrier_vlans = vlans;
                 }
                 let mut parents = [None::<Uid>; MAX_TUNNEL_PARENTS];
                 if let Some(outer) = p.encap.last() {
-                    let okey = encap_key(outer);
+                    // A UDP tunnel is a connection of its own, keyed with its frame's ids;
+                    // GRE and IP-in-IP layers are not connections, and Zeek names them by
+                    // their address pair alone.
+                    let ovlans = if outer.ip_proto == 17 {
+                        carrier_vlans
+                    } else {
+                        Vlans::NONE
+                    };
+                    let okey = encap_key(outer, ovlans);
                     let start = tunnels.touch(okey, ts);
                     parents[0] = Some(conn_uid(seed, &okey, start));
                 }
@@ -239,7 +266,7 @@ impl Dispatcher {
                 }
                 emit(Dispatched::Packet(
                     owner,
-                    PacketSummary::from_packet(p, ts, parents),
+                    PacketSummary::from_packet(p, ts, vlans, parents),
                 ));
                 if dns_log
                     && !p.payload.is_empty()
@@ -271,5 +298,61 @@ impl Dispatcher {
     /// Counters of this dispatcher's decoder.
     pub fn decode_counters(&self) -> DecodeCounters {
         *self.decoder.counters()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::Trace;
+
+    /// The key vlans of the one packet in `frame`, dispatched with and without the VLAN key.
+    fn keyed_vlans(frame: &[u8], vlan_key: bool) -> Vlans {
+        let decode = DecodeConfig {
+            vlan_key,
+            ..DecodeConfig::default()
+        };
+        let mut d = Dispatcher::new(decode, 2, None, 0, 60_000_000_000);
+        let f = Frame {
+            ts_ns: 1,
+            link: crate::decode::LinkType::ETHERNET,
+            data: frame,
+            wire_len: frame.len() as u32,
+        };
+        let mut got = Vec::new();
+        d.dispatch(&f, |m| {
+            if let Dispatched::Packet(owner, s) = m {
+                assert_eq!(owner, Endpoints::of_summary(&s).key().0.owner(2));
+                got.push(s.vlans);
+            }
+        })
+        .expect("the frame decodes");
+        assert_eq!(got.len(), 1);
+        got[0]
+    }
+
+    #[test]
+    fn the_default_key_ignores_tags_and_the_vlan_key_keeps_both() {
+        let mut t = Trace::new();
+        t.udp(
+            1,
+            "198.18.0.1:4000".parse().unwrap(),
+            "198.18.0.2:9999".parse().unwrap(),
+            b"x",
+        );
+        let plain = t.frames()[0].data.clone();
+        // Outer tag 10 (QinQ ethertype), inner tag 20, inserted after the MAC addresses.
+        let mut qinq = plain[..12].to_vec();
+        qinq.extend_from_slice(&[0x88, 0xa8, 0x00, 10, 0x81, 0x00, 0x00, 20]);
+        qinq.extend_from_slice(&plain[12..]);
+        assert_eq!(keyed_vlans(&qinq, false), Vlans::NONE);
+        assert_eq!(keyed_vlans(&plain, true), Vlans::NONE);
+        assert_eq!(
+            keyed_vlans(&qinq, true),
+            Vlans {
+                outer: Some(10),
+                inner: Some(20)
+            }
+        );
     }
 }

@@ -1043,6 +1043,7 @@ impl Conn {
             orig_p: self.orig_port,
             resp_h: self.resp,
             resp_p: self.resp_port,
+            vlans: self.key.vlans,
             proto: self.transport,
             service: self.service.services(),
             duration_ns: self.last_ns.saturating_sub(self.start_ns),

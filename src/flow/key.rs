@@ -4,11 +4,50 @@
 //! from [`FlowKey::sym_hash`] is the same for every packet of the connection. For ICMP the
 //! "ports" are Zeek's: the message type and its counterpart type (echo request 8 pairs with
 //! echo reply 0), or the code for one-way messages.
+//!
+//! With Zeek 8's VLAN-aware key (`--conn-key vlan`, Zeek's
+//! `frameworks/conn_key/vlan_fivetuple`) the key also holds the frame's outer and inner
+//! 802.1Q ids ([`Vlans`]), so one 5-tuple on two VLANs is two connections. The ids belong to
+//! the connection, not to a direction, so both directions still meet on one key. With the
+//! default key the ids are always [`Vlans::NONE`], and keys, hashes and uids are exactly what
+//! they were before the VLAN key existed.
 
 use crate::decode::{Packet, L4};
 use crate::flow::summary::PacketSummary;
 use std::hash::Hash;
 use std::net::IpAddr;
+
+/// The 802.1Q ids that are part of a connection's key under `--conn-key vlan`. Zeek keeps an
+/// id of 0 as "no tag" (its packet fields are 0 when absent), so a priority tag (id 0) counts
+/// as no tag here too.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Vlans {
+    /// Outer VLAN id (Zeek's `id.ctx.vlan`).
+    pub outer: Option<u16>,
+    /// Inner VLAN id of a QinQ frame (Zeek's `id.ctx.inner_vlan`).
+    pub inner: Option<u16>,
+}
+
+impl Vlans {
+    /// No tag: what every key holds with the default (VLAN-unaware) key.
+    pub const NONE: Vlans = Vlans {
+        outer: None,
+        inner: None,
+    };
+
+    /// The ids of a frame, with id 0 taken as absent (as Zeek does).
+    pub fn new(outer: Option<u16>, inner: Option<u16>) -> Vlans {
+        Vlans {
+            outer: outer.filter(|&v| v != 0),
+            inner: inner.filter(|&v| v != 0),
+        }
+    }
+
+    /// True when neither id is present.
+    pub fn is_none(&self) -> bool {
+        self.outer.is_none() && self.inner.is_none()
+    }
+}
 
 /// A direction-independent connection key. `lo`/`hi` are the two endpoints sorted, so the key
 /// says nothing about who originated; the flow table keeps that.
@@ -19,6 +58,8 @@ pub struct FlowKey {
     pub lo_port: u16,
     pub hi_addr: IpAddr,
     pub hi_port: u16,
+    /// The VLAN ids under `--conn-key vlan`; always [`Vlans::NONE`] with the default key.
+    pub vlans: Vlans,
 }
 
 /// The endpoints of one packet in its own direction (source first).
@@ -29,20 +70,31 @@ pub struct Endpoints {
     pub src_port: u16,
     pub dst: IpAddr,
     pub dst_port: u16,
+    /// The VLAN ids that go into the key: the frame's under `--conn-key vlan`, else none.
+    /// They are the same in both directions, so they do not take part in the ordering.
+    pub vlans: Vlans,
 }
 
 impl Endpoints {
-    /// The endpoints of a decoded packet, with Zeek's ICMP type/counterpart convention.
+    /// The endpoints of a decoded packet, with Zeek's ICMP type/counterpart convention. The
+    /// VLAN ids are left out; the dispatcher adds them with [`Endpoints::with_vlans`] when
+    /// the key includes them.
     pub fn of_packet(p: &Packet<'_>) -> Endpoints {
         Endpoints::of_parts(p.ip_proto, p.src, p.dst, p.l4)
     }
 
-    /// The endpoints of a packet summary (same rule as [`Endpoints::of_packet`]).
+    /// The endpoints of a packet summary (same rule as [`Endpoints::of_packet`]), with the
+    /// VLAN ids the summary carries (none unless the key includes them).
     pub fn of_summary(p: &PacketSummary) -> Endpoints {
-        Endpoints::of_parts(p.ip_proto, p.src, p.dst, p.l4)
+        Endpoints::of_parts(p.ip_proto, p.src, p.dst, p.l4).with_vlans(p.vlans)
     }
 
-    /// The endpoints from the raw parts.
+    /// The same endpoints keyed with `vlans`.
+    pub fn with_vlans(self, vlans: Vlans) -> Endpoints {
+        Endpoints { vlans, ..self }
+    }
+
+    /// The endpoints from the raw parts (no VLAN ids).
     pub fn of_parts(ip_proto: u8, src: IpAddr, dst: IpAddr, l4: L4) -> Endpoints {
         let (src_port, dst_port) = match l4 {
             L4::Tcp {
@@ -65,6 +117,7 @@ impl Endpoints {
             src_port,
             dst,
             dst_port,
+            vlans: Vlans::NONE,
         }
     }
 
@@ -80,6 +133,7 @@ impl Endpoints {
                     lo_port: a.1,
                     hi_addr: b.0,
                     hi_port: b.1,
+                    vlans: self.vlans,
                 },
                 false,
             )
@@ -91,6 +145,7 @@ impl Endpoints {
                     lo_port: b.1,
                     hi_addr: a.0,
                     hi_port: a.1,
+                    vlans: self.vlans,
                 },
                 true,
             )
@@ -123,6 +178,15 @@ impl FlowKey {
             | u64::from(self.hi_port);
         let mut x = 0xcbf2_9ce4_8422_2325u64;
         for w in [a0, a1, b0, b1, ports] {
+            x = (x ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        }
+        // VLAN ids are folded in only when present, so untagged keys (every key with the
+        // default key) hash, own and name their connections exactly as without them. Each id
+        // takes 17 bits: a presence bit above the 16-bit value keeps "no tag" apart from any
+        // id, and "outer only" apart from "inner only".
+        if !self.vlans.is_none() {
+            let id = |v: Option<u16>| v.map_or(0, |v| (1u64 << 16) | u64::from(v));
+            let w = (1 << 62) | (id(self.vlans.outer) << 17) | id(self.vlans.inner);
             x = (x ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
         }
         // A final avalanche so that `% n_workers` uses well-mixed low bits.
@@ -195,7 +259,50 @@ mod tests {
             src_port: sp,
             dst: dst.parse().unwrap(),
             dst_port: dp,
+            vlans: Vlans::NONE,
         }
+    }
+
+    fn tagged(outer: Option<u16>, inner: Option<u16>) -> Vlans {
+        Vlans::new(outer, inner)
+    }
+
+    #[test]
+    fn one_five_tuple_on_two_vlans_is_two_keys_and_each_is_one_for_both_directions() {
+        let fwd = ep("198.18.0.1", 40000, "198.18.0.2", 80);
+        let rev = ep("198.18.0.2", 80, "198.18.0.1", 40000);
+        let keys: Vec<FlowKey> = [
+            Vlans::NONE,
+            tagged(Some(10), Some(20)),
+            tagged(Some(42), None),
+            tagged(None, Some(42)),
+        ]
+        .iter()
+        .map(|&v| {
+            let (kf, ff) = fwd.with_vlans(v).key();
+            let (kr, fr) = rev.with_vlans(v).key();
+            assert_eq!(kf, kr, "{v:?}: both directions must give one key");
+            assert_ne!(ff, fr);
+            assert_eq!(kf.sym_hash(), kr.sym_hash());
+            kf
+        })
+        .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b, "different VLANs must give different keys");
+                assert_ne!(a.sym_hash(), b.sym_hash());
+            }
+        }
+    }
+
+    #[test]
+    fn untagged_keys_hash_as_before_and_id_zero_is_no_tag() {
+        let (k, _) = ep("198.18.0.1", 40000, "198.18.0.2", 80).key();
+        // The value the hash had before VLAN ids existed: default-key uids and owners must not
+        // move.
+        assert_eq!(k.sym_hash(), 0xddda_39a0_8854_13e8, "{:#x}", k.sym_hash());
+        assert_eq!(tagged(Some(0), Some(0)), Vlans::NONE);
+        assert_eq!(tagged(Some(0), Some(7)), tagged(None, Some(7)));
     }
 
     #[test]

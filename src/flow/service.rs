@@ -721,6 +721,7 @@ fn dns_message(data: &[u8], full_len: usize, any_opcode: bool) -> bool {
 mod tests {
     use super::*;
     use crate::decode::L4;
+    use crate::flow::key::Vlans;
     use crate::flow::summary::SNIPPET_LEN;
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -765,6 +766,7 @@ mod tests {
             ip_len: 0,
             payload_len: payload.len() as u32,
             checksum_ok: true,
+            vlans: Vlans::NONE,
             carries: None,
             parents: [None; 2],
             snippet_len: n as u16,

@@ -3,6 +3,7 @@
 //! nothing that points into the capture buffer, so the buffer can be recycled at once.
 
 use crate::decode::{Packet, TunnelKind, L4};
+use crate::flow::key::Vlans;
 use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
 use std::net::IpAddr;
 
@@ -24,6 +25,9 @@ pub struct PacketSummary {
     pub payload_len: u32,
     /// False when checksum validation was on and failed.
     pub checksum_ok: bool,
+    /// The VLAN ids that are part of the connection's key: the frame's own under
+    /// `--conn-key vlan`, [`Vlans::NONE`] with the default key (the dispatcher decides).
+    pub vlans: Vlans,
     /// Set when this packet carries a tunnel (the outer UDP of VXLAN, Geneve, Teredo ...).
     pub carries: Option<TunnelKind>,
     /// Uids of the encapsulating connections (Zeek's `tunnel_parents`).
@@ -35,10 +39,11 @@ pub struct PacketSummary {
 }
 
 impl PacketSummary {
-    /// Copies what the owner needs out of a decoded packet.
+    /// Copies what the owner needs out of a decoded packet; `vlans` are the ids its key holds.
     pub fn from_packet(
         p: &Packet<'_>,
         ts_ns: u64,
+        vlans: Vlans,
         parents: [Option<Uid>; MAX_TUNNEL_PARENTS],
     ) -> PacketSummary {
         let n = p.payload.len().min(SNIPPET_LEN);
@@ -53,6 +58,7 @@ impl PacketSummary {
             ip_len: p.ip_len,
             payload_len: p.payload_len,
             checksum_ok: p.checksum_ok,
+            vlans,
             carries: p.carries,
             parents,
             snippet_len: n as u16,

@@ -1,5 +1,6 @@
 //! Flow-table tests with hand-made packet sequences, each checked against what Zeek logs.
 
+use super::key::Vlans;
 use super::summary::{PacketSummary, SNIPPET_LEN};
 use super::{FlowConfig, Shard};
 use crate::decode::L4;
@@ -31,6 +32,7 @@ fn tcp(ts: u64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32) -> P
         ip_len: 40 + len,
         payload_len: len,
         checksum_ok: true,
+        vlans: Vlans::NONE,
         carries: None,
         parents: [None; 2],
         snippet_len: len.min(SNIPPET_LEN as u32) as u16,

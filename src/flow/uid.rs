@@ -28,6 +28,7 @@ pub fn conn_uid(seed: u64, key: &FlowKey, start_ts_ns: u64) -> Uid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::key::Vlans;
 
     fn key(port: u16) -> FlowKey {
         FlowKey {
@@ -36,6 +37,7 @@ mod tests {
             lo_port: port,
             hi_addr: "198.18.0.2".parse().unwrap(),
             hi_port: 80,
+            vlans: Vlans::NONE,
         }
     }
 
@@ -50,6 +52,15 @@ mod tests {
         assert_ne!(a, conn_uid(2, &key(1000), 5), "seed must matter");
         assert_ne!(a, conn_uid(1, &key(1001), 5), "key must matter");
         assert_ne!(a, conn_uid(1, &key(1000), 6), "start time must matter");
+        let tagged = FlowKey {
+            vlans: Vlans::new(Some(10), None),
+            ..key(1000)
+        };
+        assert_ne!(
+            a,
+            conn_uid(1, &tagged, 5),
+            "VLAN ids in the key must matter"
+        );
         assert!(a.as_str().starts_with('C'));
     }
 }

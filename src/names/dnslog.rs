@@ -765,6 +765,7 @@ impl DnsTracker {
             src_port: rec.orig_p,
             dst: rec.resp_h,
             dst_port: rec.resp_p,
+            vlans: rec.vlans,
         };
         let Some(mut st) = self.conns.remove(&ep.key().0) else {
             return;

@@ -7,6 +7,7 @@
 use super::schema::{Field, FieldSink, LogRecord, Schema, ZeekScalar, ZeekType};
 use super::zeek::micros_differ;
 use crate::context::{ConnContext, ContextConfig, EndContext, STANDARD_COLUMNS};
+use crate::flow::key::Vlans;
 use crate::names::{Name, NameSource};
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -346,6 +347,10 @@ pub struct ConnRecord {
     pub resp_h: IpAddr,
     /// `id.resp_p`: responder port; for ICMP the counterpart type, or the code.
     pub resp_p: u16,
+    /// `id.ctx.vlan` and `id.ctx.inner_vlan` (only with `--conn-key vlan`, as Zeek's
+    /// `frameworks/conn_key/vlan_fivetuple` adds them): the 802.1Q ids in the connection's
+    /// key. Always [`Vlans::NONE`] with the default key.
+    pub vlans: Vlans,
     /// `proto`: transport protocol.
     pub proto: Transport,
     /// `service`: application protocols confirmed from payload.
@@ -425,6 +430,63 @@ pub static CONN: Schema = Schema::new(
     ],
 );
 
+/// The two columns Zeek's `frameworks/conn_key/vlan_fivetuple` adds to `conn_id_ctx`, which
+/// conn.log writes right after `id.resp_p` (Zeek declares them `int`).
+const VLAN_FIELDS: [Field; 2] = [
+    Field::new("id.ctx.vlan", ZeekType::Int),
+    Field::new("id.ctx.inner_vlan", ZeekType::Int),
+];
+
+/// Index of the first field after `id.resp_p` in [`CONN`].
+const AFTER_RESP_P: usize = 6;
+
+/// conn.log's columns with the VLAN key: [`CONN`]'s with [`VLAN_FIELDS`] after `id.resp_p`.
+static CONN_VLAN: OnceLock<Schema> = OnceLock::new();
+
+/// Whether conn.log has the VLAN columns in this process (set once, before the writer starts).
+static VLAN_COLUMNS: OnceLock<bool> = OnceLock::new();
+
+/// The conn.log columns before any context column.
+fn base_schema() -> &'static Schema {
+    if vlan_columns() {
+        CONN_VLAN.get_or_init(|| {
+            let fields: Vec<Field> = CONN.fields[..AFTER_RESP_P]
+                .iter()
+                .chain(VLAN_FIELDS.iter())
+                .chain(CONN.fields[AFTER_RESP_P..].iter())
+                .copied()
+                .collect();
+            // Leaked once per process: schemas are `'static` like the built-in ones.
+            Schema::new("conn", Box::leak(fields.into_boxed_slice()))
+        })
+    } else {
+        &CONN
+    }
+}
+
+/// Whether conn.log has the VLAN columns. The first call fixes the choice: a log's columns
+/// cannot change while it is written, so once a schema or record has been built without them
+/// they cannot be added.
+fn vlan_columns() -> bool {
+    *VLAN_COLUMNS.get_or_init(|| false)
+}
+
+/// Gives conn.log the `id.ctx.vlan` and `id.ctx.inner_vlan` columns (`on`, with
+/// `--conn-key vlan`) or not, for the rest of the process. Call before the writer starts and
+/// before [`enable_context_columns`]; calling again with the same choice does nothing, and
+/// asking for the other choice once the columns are fixed is an error.
+pub fn enable_vlan_columns(on: bool) -> Result<(), String> {
+    if *VLAN_COLUMNS.get_or_init(|| on) == on {
+        Ok(())
+    } else {
+        Err(format!(
+            "conn.log's columns were already fixed {} the VLAN columns in this process; choose \
+             the connection key before anything writes conn.log",
+            if on { "without" } else { "with" }
+        ))
+    }
+}
+
 /// Writes a name and its source, or two unset columns.
 fn write_host<S: FieldSink>(h: &HostName, out: &mut S) {
     match h.source {
@@ -451,7 +513,7 @@ pub fn enable_context_columns(cfg: &ContextConfig) -> Result<(), String> {
     let mut fresh = false;
     let (schema, _) = CONN_WITH_CONTEXT.get_or_init(|| {
         fresh = true;
-        let fields: Vec<Field> = CONN
+        let fields: Vec<Field> = base_schema()
             .fields
             .iter()
             .copied()
@@ -466,7 +528,7 @@ pub fn enable_context_columns(cfg: &ContextConfig) -> Result<(), String> {
             cfg.extra.len(),
         )
     });
-    let same = schema.fields[CONN.fields.len()..]
+    let same = schema.fields[base_schema().fields.len()..]
         .iter()
         .map(|f| f.name)
         .eq(names.iter().map(String::as_str));
@@ -500,7 +562,7 @@ impl LogRecord for ConnRecord {
     fn schema() -> &'static Schema {
         match CONN_WITH_CONTEXT.get() {
             Some((s, _)) => s,
-            None => &CONN,
+            None => base_schema(),
         }
     }
 
@@ -511,6 +573,14 @@ impl LogRecord for ConnRecord {
         out.port(self.orig_p);
         out.addr(self.resp_h);
         out.port(self.resp_p);
+        if vlan_columns() {
+            for id in [self.vlans.outer, self.vlans.inner] {
+                match id {
+                    Some(v) => out.int(i64::from(v)),
+                    None => out.unset(),
+                }
+            }
+        }
         out.enumeration(self.proto.as_str());
         if self.service.is_empty() {
             out.unset();

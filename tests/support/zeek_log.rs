@@ -30,12 +30,14 @@ pub const COMPARED_FIELDS: &[&str] = &[
     "service",
     "ip_proto",
     "community_id",
+    "id.ctx.vlan",
+    "id.ctx.inner_vlan",
 ];
 
 /// Short column titles for [`COMPARED_FIELDS`], so the table fits a terminal.
 const FIELD_TITLES: &[&str] = &[
     "state", "hist", "opkt", "rpkt", "oipb", "ripb", "obyt", "rbyt", "miss", "dur", "lorig",
-    "lresp", "svc", "ipp", "cid",
+    "lresp", "svc", "ipp", "cid", "vlan", "ivlan",
 ];
 
 /// The columns that identify a connection. `proto` is optional because some cut references
@@ -59,6 +61,15 @@ pub const COMMUNITY_ID_CUT_COLUMNS: &[&str] = &[
 /// its command line; `core/conn-size-flip.zeek` runs `zeek -C -b -r ...`, the others do not
 /// pass `-C`.
 const PARTIAL_SETS_WITH_C: &[&str] = &["conn-size-flip"];
+
+/// Partial variants whose Zeek run loaded a script that changes what nameflow must be told,
+/// with the flags that do the same. `vlan-collisions/vlan-fivetuple-key` is part 2 of
+/// `policy/frameworks/conn_key/vlan_fivetuple.zeek`, which loads
+/// `frameworks/conn_key/vlan_fivetuple` (Zeek's VLAN-aware connection key).
+const PARTIAL_SET_FLAGS: &[(&str, &[&str])] = &[(
+    "vlan-collisions/vlan-fivetuple-key",
+    &["--conn-key", "vlan"],
+)];
 
 /// Duration agreement tolerance: Zeek prints microseconds, and we allow 2 ms of difference so
 /// that rounding and timestamp resolution do not count as disagreement.
@@ -394,6 +405,8 @@ pub struct RefSet {
     pub ignore_checksums: bool,
     /// Column names for a reference without any header line.
     pub headerless: Option<&'static [&'static str]>,
+    /// Further flags that make nameflow run as Zeek did (scripts the reference loaded).
+    pub extra_flags: &'static [&'static str],
 }
 
 impl RefSet {
@@ -403,6 +416,7 @@ impl RefSet {
         if self.ignore_checksums {
             args.push("-C".into());
         }
+        args.extend(self.extra_flags.iter().map(OsString::from));
         args.extend([
             "--format".into(),
             "tsv".into(),
@@ -478,6 +492,7 @@ pub fn discover(shared: &Path) -> std::io::Result<Vec<RefSet>> {
                 reference,
                 ignore_checksums: run_txt_ignores_checksums(&run),
                 headerless: None,
+                extra_flags: &[],
             });
         }
     }
@@ -505,16 +520,22 @@ pub fn discover(shared: &Path) -> std::io::Result<Vec<RefSet>> {
                 if !trace.is_file() {
                     continue;
                 }
+                let name = if variant.is_empty() {
+                    folder.clone()
+                } else {
+                    format!("{folder}/{variant}")
+                };
+                let extra_flags = PARTIAL_SET_FLAGS
+                    .iter()
+                    .find(|(set, _)| *set == name)
+                    .map_or(&[][..], |(_, flags)| *flags);
                 sets.push(RefSet {
-                    name: if variant.is_empty() {
-                        folder.clone()
-                    } else {
-                        format!("{folder}/{variant}")
-                    },
+                    name,
                     trace,
                     reference,
                     ignore_checksums,
                     headerless: (folder == "community-id").then_some(COMMUNITY_ID_CUT_COLUMNS),
+                    extra_flags,
                 });
             }
         }
