@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 /// Columns that are levels rather than running totals.
 const GAUGES: &[&str] = &[
     "flows_active",
+    "records_held",
     "zero_copy",
     "batch_p50_ns",
     "batch_p99_ns",

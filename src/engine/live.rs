@@ -581,6 +581,8 @@ fn run_live_worker(
         let now = wall_ns();
         // A new inventory, if one was swapped in, is used from this round on.
         out.refresh_context();
+        // Records held while the writer was behind go first, before new ones.
+        out.flush_held();
         let draining = drain.load(Ordering::Acquire);
         // Inbound first: an announcement (FTP data channel) pushed by another worker is then
         // applied before this worker reads the frames that arrived after it was pushed, which
@@ -658,6 +660,7 @@ fn run_live_worker(
     }
     to_others.clear();
     out.set_policy(FullPolicy::Wait);
+    out.flush_held();
     loop {
         let mut got = 0;
         for q in &inbound {
@@ -810,6 +813,7 @@ fn publish(
     st.flows_evicted = fc.flows_evicted;
     st.records = out.records;
     st.records_dropped = out.dropped;
+    st.records_held = out.held() as u64;
     let ctx = out.context_counters();
     st.context_lookups = ctx.lookups;
     st.context_matched = ctx.matched;

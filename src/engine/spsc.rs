@@ -58,6 +58,12 @@ impl<T> Producer<T> {
         }
     }
 
+    /// Pushes `v`, or hands it back when the queue is full (not counted as a drop: the
+    /// caller keeps it).
+    pub fn try_push_or_back(&self, v: T) -> Result<(), T> {
+        self.shared.queue.push(v)
+    }
+
     /// Pushes `v`, waiting for room; returns false (and drops `v`) only if the consumer is
     /// gone. Used where back-pressure is the right policy (reading a file).
     pub fn push_wait(&self, mut v: T) -> bool {

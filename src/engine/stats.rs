@@ -86,8 +86,12 @@ worker_stats! {
     flows_evicted,
     /// Connection records handed to the writer.
     records,
-    /// Connection records lost because the writer's queue was full.
+    /// Connection records lost because the writer's queue was full and the worker already
+    /// held as many as it may.
     records_dropped,
+    /// Connection records the worker holds now because the writer's queue is full (a level,
+    /// not a total; 0 once the writer has caught up).
+    records_held,
     /// `XDP_STATISTICS.rx_dropped`: frames the kernel dropped for this socket.
     xsk_rx_dropped,
     /// `XDP_STATISTICS.rx_invalid_descs`.

@@ -17,6 +17,11 @@ use crate::output::record::ConnRecord;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+/// Most records a live worker holds while the writer's queue is full (about 1.6 KB each,
+/// allocated only when needed): a burst such as 65,536 SYN-flood connections timing out
+/// together fits, the writer catches up within a fraction of a second, and nothing is lost.
+pub const HOLD_MAX: usize = 65_536;
+
 /// Capacity of each side queue (name evidence and DNS messages, which are much larger than a
 /// packet summary but rare), in messages.
 pub const SIDE_QUEUE_CAPACITY: usize = 256;
@@ -129,7 +134,9 @@ pub enum ToWorker {
 pub enum FullPolicy {
     /// Wait for room (offline: a file can always wait).
     Wait,
-    /// Drop the record and count it (live: capture must never stall on a slow sink).
+    /// Never wait (live: capture must not stall on a slow sink): what the queue has no room
+    /// for is held in the worker, in order, up to [`HOLD_MAX`] records, and handed over as
+    /// room comes back ([`RecordOut::flush_held`]); beyond that it is dropped and counted.
     Drop,
 }
 
@@ -341,6 +348,10 @@ impl WorkerNames {
 pub struct RecordOut {
     queue: Producer<ConnRecord>,
     policy: FullPolicy,
+    /// Records the queue had no room for, oldest first (live only). Empty, and without
+    /// memory, until the writer first falls behind.
+    held: HeldRecords,
+    hold_max: usize,
     /// Records handed to the writer.
     pub records: u64,
     /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
@@ -348,6 +359,78 @@ pub struct RecordOut {
     context: Option<ContextReader>,
     /// dns.log, when asked for.
     dns: Option<DnsOut>,
+}
+
+/// Records held back in order, in chunks of [`HOLD_CHUNK`] that never move once filled: a
+/// single growing buffer would copy everything it holds each time it doubled, a stall of tens
+/// of milliseconds in the middle of a burst. A few emptied chunks are kept for the next burst.
+#[derive(Default)]
+struct HeldRecords {
+    chunks: VecDeque<VecDeque<ConnRecord>>,
+    spare: Vec<VecDeque<ConnRecord>>,
+    len: usize,
+}
+
+/// Records per chunk of [`HeldRecords`] (about 400 KiB).
+const HOLD_CHUNK: usize = 256;
+/// Emptied chunks kept for reuse: all a burst of [`HOLD_MAX`] needed, so the next burst
+/// finds its memory already mapped instead of taking a page fault every few records.
+const HOLD_SPARE: usize = HOLD_MAX / HOLD_CHUNK;
+
+impl HeldRecords {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, rec: ConnRecord) {
+        if self.chunks.back().is_none_or(|c| c.len() == HOLD_CHUNK) {
+            let chunk = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| VecDeque::with_capacity(HOLD_CHUNK));
+            self.chunks.push_back(chunk);
+        }
+        if let Some(c) = self.chunks.back_mut() {
+            c.push_back(rec);
+            self.len += 1;
+        }
+    }
+
+    fn pop(&mut self) -> Option<ConnRecord> {
+        let front = self.chunks.front_mut()?;
+        let rec = front.pop_front();
+        if front.is_empty() {
+            if let Some(c) = self.chunks.pop_front() {
+                if self.spare.len() < HOLD_SPARE {
+                    self.spare.push(c);
+                }
+            }
+        }
+        if rec.is_some() {
+            self.len -= 1;
+        }
+        rec
+    }
+
+    /// Puts back the record [`HeldRecords::pop`] just gave, at the front.
+    fn unpop(&mut self, rec: ConnRecord) {
+        match self.chunks.front_mut() {
+            Some(c) if c.len() < HOLD_CHUNK => c.push_front(rec),
+            _ => {
+                let mut c = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| VecDeque::with_capacity(HOLD_CHUNK));
+                c.push_back(rec);
+                self.chunks.push_front(c);
+            }
+        }
+        self.len += 1;
+    }
 }
 
 /// A worker's dns.log: its DNS sessions and its queue towards the writer.
@@ -370,11 +453,47 @@ impl RecordOut {
         RecordOut {
             queue,
             policy,
+            held: HeldRecords::default(),
+            hold_max: HOLD_MAX,
             records: 0,
             dropped: 0,
             context: None,
             dns: None,
         }
+    }
+
+    /// Hands held records to the writer's queue while it has room; once per round of the
+    /// live worker (nothing to do, and no memory touched, when none are held).
+    #[inline]
+    pub fn flush_held(&mut self) {
+        while let Some(rec) = self.held.pop() {
+            let ok = match self.policy {
+                FullPolicy::Wait => self.queue.push_wait(rec),
+                FullPolicy::Drop => match self.queue.try_push_or_back(rec) {
+                    Ok(()) => true,
+                    Err(back) => {
+                        self.held.unpop(back);
+                        return;
+                    }
+                },
+            };
+            if ok {
+                self.records += 1;
+            } else {
+                self.dropped += 1;
+            }
+        }
+    }
+
+    /// Holds at most `n` records instead of [`HOLD_MAX`] (tests).
+    pub fn with_hold_limit(mut self, n: usize) -> RecordOut {
+        self.hold_max = n;
+        self
+    }
+
+    /// Records held in the worker because the writer's queue was full.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// From now on, what to do when the writer's queue is full. A live worker drops (and
@@ -462,14 +581,32 @@ impl RecordOut {
         if let Some(c) = self.context.as_mut() {
             c.enrich(&mut rec.context, rec.orig_h, rec.resp_h, rec.ts_ns);
         }
-        let ok = match self.policy {
-            FullPolicy::Wait => self.queue.push_wait(rec),
-            FullPolicy::Drop => self.queue.try_push(rec),
-        };
-        if ok {
-            self.records += 1;
-        } else {
-            self.dropped += 1;
+        match self.policy {
+            FullPolicy::Wait => {
+                self.flush_held();
+                if self.queue.push_wait(rec) {
+                    self.records += 1;
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            FullPolicy::Drop => {
+                // Straight to the queue unless records are held (the order is kept).
+                if self.held.is_empty() {
+                    match self.queue.try_push_or_back(rec) {
+                        Ok(()) => {
+                            self.records += 1;
+                            return;
+                        }
+                        Err(back) => rec = back,
+                    }
+                }
+                if self.held.len() < self.hold_max {
+                    self.held.push(rec);
+                } else {
+                    self.dropped += 1;
+                }
+            }
         }
     }
 }
@@ -612,4 +749,77 @@ pub fn run_worker(
         dns: out.dns_report(),
     };
     (report, names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tsv::tests::ssh_basic_row;
+
+    fn rec(ts_ns: u64) -> ConnRecord {
+        ConnRecord {
+            ts_ns,
+            ..ssh_basic_row()
+        }
+    }
+
+    #[test]
+    fn a_full_queue_holds_records_in_order_then_drops_beyond_the_limit() {
+        let (tx, rx) = super::super::spsc::channel::<ConnRecord>(4);
+        let mut out = RecordOut::new(tx, FullPolicy::Drop).with_hold_limit(2 * HOLD_CHUNK + 3);
+        let n = 4 + 2 * HOLD_CHUNK as u64 + 3;
+        for ts in 0..n + 5 {
+            out.emit(rec(ts));
+        }
+        assert_eq!(out.records, 4, "what fits is queued at once");
+        assert_eq!(
+            out.held(),
+            2 * HOLD_CHUNK + 3,
+            "the rest up to the limit is held"
+        );
+        assert_eq!(
+            out.dropped, 5,
+            "beyond the limit, records are dropped and counted"
+        );
+        // As the writer takes records, held ones follow in their order, before new ones.
+        let mut seen = Vec::new();
+        while (seen.len() as u64) < n {
+            while let Some(r) = rx.pop() {
+                seen.push(r.ts_ns);
+            }
+            out.flush_held();
+        }
+        out.emit(rec(1_000));
+        while let Some(r) = rx.pop() {
+            seen.push(r.ts_ns);
+        }
+        let want: Vec<u64> = (0..n).chain([1_000]).collect();
+        assert_eq!(seen, want);
+        assert_eq!(out.held(), 0);
+        assert_eq!(out.records, n + 1);
+    }
+
+    #[test]
+    fn waiting_after_capture_hands_over_what_was_held_first() {
+        let (tx, rx) = super::super::spsc::channel::<ConnRecord>(2);
+        let mut out = RecordOut::new(tx, FullPolicy::Drop);
+        for ts in 0..5 {
+            out.emit(rec(ts));
+        }
+        assert_eq!(out.held(), 3);
+        out.set_policy(FullPolicy::Wait);
+        let reader = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < 6 {
+                match rx.pop() {
+                    Some(r) => seen.push(r.ts_ns),
+                    None => std::thread::yield_now(),
+                }
+            }
+            seen
+        });
+        out.emit(rec(5));
+        assert_eq!(reader.join().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!((out.records, out.dropped, out.held()), (6, 0, 0));
+    }
 }
