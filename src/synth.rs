@@ -627,6 +627,18 @@ fn ones_sum(mut acc: u32, data: &[u8]) -> u16 {
     acc as u16
 }
 
+/// An Ethernet `frame` with 802.1Q tags (outermost first) inserted after the MAC addresses,
+/// as a trunk port or a QinQ provider network carries it.
+pub fn vlan_tagged(frame: &[u8], tags: &[u16]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    for &id in tags {
+        out.extend_from_slice(&[0x81, 0x00]);
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
 /// A TCP/UDP/ICMPv6 checksum over the IPv4 or IPv6 pseudo-header and `l4`.
 pub fn transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
     let mut pseudo = Vec::with_capacity(40);

@@ -217,17 +217,6 @@ fn several_files_are_one_stream() {
     assert_eq!(recs[0]["conn_state"], "SF");
 }
 
-/// `frame` (Ethernet) with 802.1Q tags inserted after the MAC addresses, outermost first.
-fn tagged(frame: &[u8], tags: &[u16]) -> Vec<u8> {
-    let mut out = frame[..12].to_vec();
-    for &id in tags {
-        out.extend_from_slice(&[0x81, 0x00]);
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    out.extend_from_slice(&frame[12..]);
-    out
-}
-
 #[test]
 fn conn_key_vlan_splits_one_five_tuple_by_vlan_and_adds_the_columns() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,7 +226,10 @@ fn conn_key_vlan_splits_one_five_tuple_by_vlan_and_adds_the_columns() {
     let mut t = Trace::new();
     for (i, tags) in [&[][..], &[10, 20], &[42]].iter().enumerate() {
         for f in one.frames() {
-            t.push_frame(f.ts_ns + i as u64 * 1_000_000, tagged(&f.data, tags));
+            t.push_frame(
+                f.ts_ns + i as u64 * 1_000_000,
+                nameflow::synth::vlan_tagged(&f.data, tags),
+            );
         }
     }
     t.sort_by_time();

@@ -258,7 +258,7 @@ fn replay_and_compare(
     read.args(["read", "--format", "tsv", "-w", &w])
         .arg("-o")
         .arg(&off_dir)
-        .args(extra.iter().filter(|a| **a == "-C"))
+        .args(offline_args(extra))
         .arg(&pcap_path);
     netns::run(&mut read).expect("nameflow read of the sent frames");
 
@@ -316,6 +316,24 @@ fn replay_and_compare(
         dns: rows_if_any(&live_dir.join("dns.log")),
         namecache: rows_if_any(&live_dir.join("namecache.log")),
     }
+}
+
+/// The capture flags that change what `nameflow read` logs too (checksums, the connection
+/// key), for the offline run of the same frames.
+fn offline_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut it = extra.iter();
+    while let Some(&a) = it.next() {
+        match a {
+            "-C" => out.push(a),
+            "--conn-key" => {
+                out.push(a);
+                out.extend(it.next().copied());
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Many flows in 198.18.0.0/15 and fd00::/8: TCP sessions of every ending, DNS over both
@@ -733,6 +751,44 @@ const SHARED_SETS: &[&str] = &[
     "dhcp-udp-broadcast",
     "vlan-q-in-q",
 ];
+
+/// `--conn-key vlan` live: the same connections untagged, on VLAN 42 and on VLAN 10 inside
+/// 20 (QinQ) are three connections each, with `id.ctx.vlan`/`id.ctx.inner_vlan`, exactly as
+/// `nameflow read --conn-key vlan` logs the frames as sent (veth keeps the tags in the frame,
+/// and the XDP program looks past them).
+#[test]
+fn live_vlan_conn_key_splits_by_tag_and_matches_offline() {
+    require_live!();
+    let base = synthetic_frames(40);
+    let mut frames = Vec::with_capacity(base.len() * 3);
+    for f in &base {
+        for tags in [&[][..], &[42], &[10, 20]] {
+            frames.push(nameflow::synth::vlan_tagged(f, tags));
+        }
+    }
+    let r = replay_and_compare(
+        &frames,
+        &paced(frames.len(), PPS),
+        2,
+        false,
+        &["--conn-key", "vlan"],
+    );
+    let count = |vlan: &str, inner: &str| {
+        r.conn
+            .iter()
+            .filter(|c| c["id.ctx.vlan"] == vlan && c["id.ctx.inner_vlan"] == inner)
+            .count()
+    };
+    let untagged = count("-", "-");
+    assert!(untagged > 0, "no untagged connection: {:?}", r.conn.first());
+    assert_eq!(
+        count("42", "-"),
+        untagged,
+        "one copy of each connection on VLAN 42"
+    );
+    assert_eq!(count("10", "20"), untagged, "one copy on VLAN 10 inside 20");
+    assert_eq!(r.conn.len(), 3 * untagged);
+}
 
 #[test]
 fn live_shared_traces_two_workers_match_offline() {
