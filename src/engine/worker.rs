@@ -415,22 +415,6 @@ impl HeldRecords {
         }
         rec
     }
-
-    /// Puts back the record [`HeldRecords::pop`] just gave, at the front.
-    fn unpop(&mut self, rec: ConnRecord) {
-        match self.chunks.front_mut() {
-            Some(c) if c.len() < HOLD_CHUNK => c.push_front(rec),
-            _ => {
-                let mut c = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| VecDeque::with_capacity(HOLD_CHUNK));
-                c.push_back(rec);
-                self.chunks.push_front(c);
-            }
-        }
-        self.len += 1;
-    }
 }
 
 /// A worker's dns.log: its DNS sessions and its queue towards the writer.
@@ -466,18 +450,13 @@ impl RecordOut {
     /// live worker (nothing to do, and no memory touched, when none are held).
     #[inline]
     pub fn flush_held(&mut self) {
-        while let Some(rec) = self.held.pop() {
-            let ok = match self.policy {
-                FullPolicy::Wait => self.queue.push_wait(rec),
-                FullPolicy::Drop => match self.queue.try_push_or_back(rec) {
-                    Ok(()) => true,
-                    Err(back) => {
-                        self.held.unpop(back);
-                        return;
-                    }
-                },
-            };
-            if ok {
+        while !self.held.is_empty() {
+            // Only this worker pushes, so room seen here is still there for the push.
+            if self.policy == FullPolicy::Drop && self.queue.len() >= self.queue.capacity() {
+                return;
+            }
+            let Some(rec) = self.held.pop() else { return };
+            if self.queue.push_wait(rec) {
                 self.records += 1;
             } else {
                 self.dropped += 1;
