@@ -17,11 +17,11 @@ use nameflow::context::reload::parse_file;
 use nameflow::context::{col, ConnContext, Context, Inventory, Rank, Values, Window};
 use nameflow::decode::{DecodeConfig, LinkType};
 use nameflow::engine::dispatch::{Dispatched, Dispatcher};
-use nameflow::engine::spsc;
 use nameflow::engine::worker::{FullPolicy, RecordOut};
 use nameflow::flow::{FlowConfig, Shard};
-use nameflow::output::record::ConnRecord;
 use nameflow::synth::{TcpSpec, Trace};
+use nameflow::types::record::ConnRecord;
+use nameflow::types::spsc;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 

@@ -10,11 +10,11 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use nameflow::capture::Frame;
 use nameflow::decode::{DecodeConfig, Decoder, LinkType};
 use nameflow::engine::dispatch::{Dispatched, Dispatcher};
-use nameflow::engine::spsc;
 use nameflow::flow::summary::PacketSummary;
 use nameflow::flow::{FlowConfig, Shard};
 use nameflow::names::{Evidence, NameSource, NamesConfig, Replica};
 use nameflow::synth::{DnsData, DnsRecord, DnsSpec, TcpSpec, Trace};
+use nameflow::types::spsc;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

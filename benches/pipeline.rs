@@ -10,12 +10,12 @@ use nameflow::capture::pcap::PcapReader;
 use nameflow::capture::{Frame, FrameSource};
 use nameflow::decode::{DecodeConfig, LinkType};
 use nameflow::engine::dispatch::{Dispatched, Dispatcher};
-use nameflow::engine::spsc;
 use nameflow::engine::worker::{FullPolicy, RecordOut, WorkerNames};
 use nameflow::flow::{FlowConfig, Shard};
 use nameflow::names::{NameNode, NamesConfig};
-use nameflow::output::record::ConnRecord;
 use nameflow::synth::{DnsData, DnsRecord, DnsSpec, TcpSpec, Trace};
+use nameflow::types::record::ConnRecord;
+use nameflow::types::spsc;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 

@@ -4,13 +4,13 @@
 //! `cargo bench --bench writer`; criterion prints the throughput (elements/s = records/s).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use nameflow::engine::spsc;
-use nameflow::output::record::{
-    CommunityId, ConnRecord, ConnState, History, Service, ServiceList, Transport, Uid,
-};
 use nameflow::output::{
     Clock, Encoding, Format, JsonTs, OutputConfig, SinkConfig, SinkSpec, Writer,
 };
+use nameflow::types::record::{
+    CommunityId, ConnRecord, ConnState, History, Service, ServiceList, Transport, Uid,
+};
+use nameflow::types::spsc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A realistic mix: IPv4 and IPv6, TCP with history and service, UDP with none, tunnels.

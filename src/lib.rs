@@ -12,7 +12,7 @@ pub mod context;
 pub mod decode;
 pub mod engine;
 pub mod flow;
-pub mod metrics;
 pub mod names;
 pub mod output;
 pub mod synth;
+pub mod types;

@@ -290,9 +290,9 @@ fn without_rotation_the_live_file_stays() {
 /// before goes to the moved file, which gets its footer; `conn.log` starts again with a header.
 #[test]
 fn sighup_reopens_files_for_logrotate() {
-    use nameflow::engine::spsc;
-    use nameflow::output::record::ConnRecord;
     use nameflow::output::{Clock, Format, OutputConfig, SinkConfig, SinkSpec, Writer};
+    use nameflow::types::record::ConnRecord;
+    use nameflow::types::spsc;
 
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
@@ -358,8 +358,8 @@ fn sighup_reopens_files_for_logrotate() {
     }
 }
 
-fn sample_record() -> nameflow::output::record::ConnRecord {
-    use nameflow::output::record::{
+fn sample_record() -> nameflow::types::record::ConnRecord {
+    use nameflow::types::record::{
         CommunityId, ConnRecord, ConnState, History, ServiceList, Transport, Uid,
     };
     ConnRecord {

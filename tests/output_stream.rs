@@ -3,12 +3,12 @@
 //! duplicate; what could not be delivered is counted; and producers never wait on a dead
 //! collector.
 
-use nameflow::engine::spsc;
-use nameflow::output::record::{
-    CommunityId, ConnRecord, ConnState, History, ServiceList, Transport, Uid,
-};
 use nameflow::output::{Clock, Format, OutputConfig, SinkConfig, SinkSpec, Writer};
 use nameflow::synth::{DnsData, DnsRecord, DnsSpec, TcpClose, TcpSpec, Trace, TsResolution};
+use nameflow::types::record::{
+    CommunityId, ConnRecord, ConnState, History, ServiceList, Transport, Uid,
+};
+use nameflow::types::spsc;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};

@@ -248,7 +248,7 @@ pub fn check(args: CaptureArgs, file: &Config) -> anyhow::Result<()> {
         nameflow::capture::privilege::User::resolve(u)?;
     }
     if let Some(m) = &args.metrics {
-        nameflow::metrics::parse_addr(m)?;
+        nameflow::engine::metrics::parse_addr(m)?;
     }
     args.config(file)?;
     Ok(())
@@ -278,7 +278,7 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
         .and_then(nameflow::engine::affinity::keep_off);
     let metrics = metrics_addr
         .as_deref()
-        .map(nameflow::metrics::MetricsServer::start)
+        .map(nameflow::engine::metrics::MetricsServer::start)
         .transpose()?;
     // Kept until the run ends: the inventories are reloaded while it lasts.
     let context = context_args.start(&file.context)?;

@@ -15,7 +15,8 @@
 //! [`Inventory::lookup_pair`] looks both ends up in two phases (both slots, then both blocks)
 //! so the two ends' cache misses overlap instead of adding up.
 
-use super::{cut_len, EndContext, Rank, Window, COLUMNS, COLUMN_CAP, END_ARENA};
+use super::{EndContext, Rank, Window, COLUMNS, COLUMN_CAP, END_ARENA};
+use crate::types::context::cut_len;
 use std::net::IpAddr;
 
 /// How the inventory was built.

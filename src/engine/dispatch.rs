@@ -16,7 +16,7 @@ use crate::flow::key::{Endpoints, FlowKey, Vlans};
 use crate::flow::summary::PacketSummary;
 use crate::names::dnslog::{self, DnsMsg};
 use crate::names::{Evidence, EvidenceCounters, EvidenceParser};
-use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
+use crate::types::record::{Uid, MAX_TUNNEL_PARENTS};
 use hashbrown::HashMap;
 
 /// How long a tunnel that is not itself a UDP connection (GRE, IP-in-IP) keeps its uid after

@@ -9,21 +9,20 @@
 //! read once per batch; that reading is the timestamp of every packet in the batch and drives
 //! the shard's timers.
 //!
-//! Shutdown (SIGINT/SIGTERM, `--duration`, or an error): the main thread reads the XDP
-//! counters one last time and takes every socket out of the XSKMAP (reception stops), the
+//! Shutdown (SIGINT/SIGTERM, `--duration`, or an error): the main thread takes every socket
+//! out of the XSKMAP (reception stops) and then reads the XDP counters one last time, the
 //! workers empty their RX rings, close their outbound queues, drain their inbound queues until
 //! every sender has closed, flush every open flow, and exit; the writer drains the record
 //! queues and closes the logs; then the XDP program is detached. The bpf_link makes the
 //! kernel detach it anyway if the process dies any other way.
 
 use super::dispatch::{Dispatched, Dispatcher};
-use super::spsc::{self, Producer};
 use super::stats::{
     BatchLatency, ContextTotals, Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats,
 };
 use super::worker::{
-    apply, apply_named, link, FullPolicy, Inbox, NamesReport, Outbox, RecordOut, Side, ToWorker,
-    WorkerNames, SIDE_QUEUE_CAPACITY,
+    apply, apply_named, link, FullPolicy, Inbox, Outbox, RecordOut, Side, ToWorker, WorkerNames,
+    SIDE_QUEUE_CAPACITY,
 };
 use crate::capture::xdp::{
     AttachedMode, Interface, XdpConfig, XdpError, XdpMode, XdpProgram, MAX_QUEUES,
@@ -33,10 +32,12 @@ use crate::capture::Frame;
 use crate::decode::{DecodeConfig, LinkType};
 use crate::flow::{FlowConfig, Shard};
 use crate::names::mesh::{self, MeshPolicy};
+use crate::names::NamesReport;
 use crate::names::{NameNode, NamesConfig};
 use crate::output::clock::wall_ns;
-use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, Writer, WriterReport};
+use crate::types::record::ConnRecord;
+use crate::types::spsc::{self, Producer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,7 +104,7 @@ pub struct CaptureConfig {
     pub context: Option<crate::context::Context>,
     /// Where the counters are published for `--metrics` (every [`METRICS_INTERVAL`] and at
     /// exit), when the listener runs.
-    pub metrics: Option<crate::metrics::Publisher>,
+    pub metrics: Option<crate::engine::metrics::Publisher>,
 }
 
 /// How often the counters are published for `--metrics` (the main thread renders them; a
@@ -442,12 +443,15 @@ fn run(
             std::thread::sleep(Duration::from_millis(20));
         }
 
-        // Stop reception: the counters read now are the ones every packet is accounted
-        // against; frames arriving after this go to the kernel.
-        let xdp_final = read_xdp(&prog);
+        // Stop reception: once no socket is in the XSKMAP, frames go to the kernel. The
+        // counters are read after that, and after a grace period for program runs that had
+        // already found a socket, so every frame they count as redirected is in a ring the
+        // workers drain (read before, a frame redirected in between was taken but not counted).
         for q in &report.queues {
             prog.unregister_socket(q.queue);
         }
+        std::thread::sleep(Duration::from_millis(20));
+        let xdp_final = read_xdp(&prog);
         drain.store(true, Ordering::Release);
         let mut panicked = false;
         let mut nodes = Vec::new();

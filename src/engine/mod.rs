@@ -3,8 +3,8 @@
 pub mod affinity;
 pub mod dispatch;
 pub mod live;
+pub mod metrics;
 pub mod offline;
-pub mod spsc;
 pub mod stats;
 pub mod worker;
 

@@ -5,7 +5,6 @@
 //! producer waits for room instead of dropping, so a file is always processed completely.
 
 use super::dispatch::{DispatchCounters, Dispatched, Dispatcher};
-use super::spsc;
 use super::worker::{
     link, run_worker, FullPolicy, Outbox, Side, ToWorker, WorkerNames, WorkerReport,
     SIDE_QUEUE_CAPACITY,
@@ -20,8 +19,9 @@ use crate::names::{EvidenceCounters, NameNode, NamesConfig};
 use crate::output::clock::{floor_boundary, next_boundary};
 use crate::output::dns::DnsRecord;
 use crate::output::namecache::NameCacheRecord;
-use crate::output::record::ConnRecord;
 use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
+use crate::types::record::ConnRecord;
+use crate::types::spsc;
 use std::path::PathBuf;
 
 /// Packet time between two ticks sent to every worker.

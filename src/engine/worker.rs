@@ -2,18 +2,17 @@
 //! and pushes finished records towards the writer, naming their two ends on the way
 //! ([`WorkerNames`]).
 
-use super::spsc::{Consumer, Producer};
 use crate::context::reload::ReaderCounters;
 use crate::context::ContextReader;
 use crate::flow::expect::Expectation;
 use crate::flow::summary::PacketSummary;
 use crate::flow::{FlowConfig, FlowCounters, Shard};
-use crate::names::cache::ReplicaStats;
 use crate::names::dnslog::{DnsLogCounters, DnsMsg, DnsTracker};
-use crate::names::mesh::{NodeCounters, Progress};
-use crate::names::{Evidence, NameNode};
+use crate::names::mesh::Progress;
+use crate::names::{Evidence, NameNode, NamesReport};
 use crate::output::dns::DnsRecord;
-use crate::output::record::ConnRecord;
+use crate::types::record::ConnRecord;
+use crate::types::spsc::{Consumer, Producer};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -54,8 +53,8 @@ pub struct Inbox {
 /// One dispatcher → worker link: `capacity` messages on the main queue, `side_capacity` on
 /// the side queue.
 pub fn link(capacity: usize, side_capacity: usize) -> (Outbox, Inbox) {
-    let (mp, mc) = super::spsc::channel(capacity);
-    let (sp, sc) = super::spsc::channel(side_capacity);
+    let (mp, mc) = crate::types::spsc::channel(capacity);
+    let (sp, sc) = crate::types::spsc::channel(side_capacity);
     (Outbox { main: mp, side: sp }, Inbox { main: mc, side: sc })
 }
 
@@ -152,16 +151,6 @@ pub struct WorkerReport {
     pub context: ReaderCounters,
     /// dns.log (zero without it).
     pub dns: DnsReport,
-}
-
-/// One worker's name counters and replica size.
-#[derive(Clone, Copy, Default, Debug)]
-pub struct NamesReport {
-    pub node: NodeCounters,
-    pub replica: ReplicaStats,
-    /// Offline records named before every other worker had caught up, because the queue of
-    /// records waiting for them was full (their names may then depend on thread timing).
-    pub named_early: u64,
 }
 
 /// Records waiting for the other workers at most (offline), per worker.
@@ -744,7 +733,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_holds_records_in_order_then_drops_beyond_the_limit() {
-        let (tx, rx) = super::super::spsc::channel::<ConnRecord>(4);
+        let (tx, rx) = crate::types::spsc::channel::<ConnRecord>(4);
         let mut out = RecordOut::new(tx, FullPolicy::Drop).with_hold_limit(2 * HOLD_CHUNK + 3);
         let n = 4 + 2 * HOLD_CHUNK as u64 + 3;
         for ts in 0..n + 5 {
@@ -780,7 +769,7 @@ mod tests {
 
     #[test]
     fn waiting_after_capture_hands_over_what_was_held_first() {
-        let (tx, rx) = super::super::spsc::channel::<ConnRecord>(2);
+        let (tx, rx) = crate::types::spsc::channel::<ConnRecord>(2);
         let mut out = RecordOut::new(tx, FullPolicy::Drop);
         for ts in 0..5 {
             out.emit(rec(ts));

@@ -17,7 +17,7 @@
 //! a request and its reply share an id. One-way messages (unreachable, time exceeded, ...) use
 //! the code as destination port and are never reordered, which keeps the sender first.
 
-use crate::output::record::CommunityId;
+use crate::types::record::CommunityId;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};

@@ -10,7 +10,7 @@ use super::summary::{PacketSummary, SNIPPET_LEN};
 use super::tcp::{seq_delta, EpState, Scaled, TcpEp};
 use super::FlowConfig;
 use crate::decode::L4;
-use crate::output::record::{ConnRecord, ConnState, History, Transport, Uid, MAX_TUNNEL_PARENTS};
+use crate::types::record::{ConnRecord, ConnState, History, Transport, Uid, MAX_TUNNEL_PARENTS};
 use std::net::IpAddr;
 
 const FIN: u8 = 0x01;

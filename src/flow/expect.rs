@@ -8,7 +8,7 @@
 
 use super::summary::PacketSummary;
 use crate::decode::{Packet, L4};
-use crate::output::record::Service;
+use crate::types::record::Service;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// How long an announced data connection stays expected (Zeek's FTP data channel timeout).

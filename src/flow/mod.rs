@@ -33,7 +33,7 @@ pub use local::LocalNets;
 pub use table::Shard;
 pub use uid::conn_uid;
 
-use crate::output::record::ConnRecord;
+use crate::types::record::ConnRecord;
 
 /// Timeouts and bounds; defaults are Zeek's.
 #[derive(Clone, Debug)]

@@ -38,7 +38,7 @@
 
 use super::summary::PacketSummary;
 use crate::decode::{TunnelKind, L4};
-use crate::output::record::{Service, ServiceList};
+use crate::types::record::{Service, ServiceList};
 
 /// How many payload-carrying packets of each direction are inspected.
 const WINDOW: u8 = 6;
@@ -153,7 +153,7 @@ impl ServiceState {
 
     /// Confirms a service decided outside this connection's payload (an expected connection
     /// announced by a control connection, such as FTP's data channel).
-    pub fn confirm(&mut self, s: crate::output::record::Service) {
+    pub fn confirm(&mut self, s: crate::types::record::Service) {
         self.confirmed.push(s);
     }
 

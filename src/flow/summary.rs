@@ -4,7 +4,7 @@
 
 use crate::decode::{Packet, TunnelKind, L4};
 use crate::flow::key::Vlans;
-use crate::output::record::{Uid, MAX_TUNNEL_PARENTS};
+use crate::types::record::{Uid, MAX_TUNNEL_PARENTS};
 use std::net::IpAddr;
 
 /// How many leading payload bytes travel with a summary (service detection needs no more).

@@ -13,7 +13,7 @@ use super::expect::{Expectation, Expectations};
 use super::key::{Endpoints, FlowKey};
 use super::summary::PacketSummary;
 use super::{FlowConfig, FlowCounters};
-use crate::output::record::ConnRecord;
+use crate::types::record::ConnRecord;
 use hashbrown::HashTable;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

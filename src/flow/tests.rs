@@ -4,7 +4,7 @@ use super::key::Vlans;
 use super::summary::{PacketSummary, SNIPPET_LEN};
 use super::{FlowConfig, Shard};
 use crate::decode::L4;
-use crate::output::record::{ConnRecord, ConnState};
+use crate::types::record::{ConnRecord, ConnState};
 
 const S: u64 = 1_000_000_000;
 const C: &str = "198.18.0.1";
@@ -306,7 +306,7 @@ fn table_is_bounded_and_evicts_least_recently_active() {
 #[test]
 fn announced_connection_is_marked_in_either_order() {
     use super::expect::Expectation;
-    use crate::output::record::Service;
+    use crate::types::record::Service;
     let announce = Expectation {
         orig: Some(C.parse().unwrap()),
         resp: SRV.parse().unwrap(),

@@ -6,7 +6,7 @@
 //! record exists, which a pure function of (seed, key, start) allows.
 
 use super::key::FlowKey;
-use crate::output::record::Uid;
+use crate::types::record::Uid;
 
 /// SplitMix64 finaliser: cheap, and every input bit affects every output bit.
 fn mix(mut x: u64) -> u64 {

@@ -17,7 +17,7 @@
 //!   text forms. A reply with no records at all marks the query `rejected`, as does a non-zero
 //!   rcode in a reply without questions.
 //!
-//! Differences, all bounded by design: at most [`ANSWERS_CAP`](crate::output::dns::ANSWERS_CAP)
+//! Differences, all bounded by design: at most [`ANSWERS_CAP`](crate::types::dns::ANSWERS_CAP)
 //! answers and 4 KiB of answer text per record (a longer answer is left out and counted);
 //! DNS over TCP is read only from segments that hold whole messages; dynamic-update sections
 //! are not turned into answers; at most [`PENDING_CAP`] waiting queries (and as many replies)
@@ -27,8 +27,8 @@ use super::dns::{rtype, Message};
 use super::Name;
 use crate::flow::key::{Endpoints, FlowKey};
 use crate::flow::Conn;
-use crate::output::dns::{DnsAnswers, DnsRecord, TextWriter};
-use crate::output::record::{ConnRecord, Transport};
+use crate::types::dns::{DnsAnswers, DnsRecord, TextWriter};
+use crate::types::record::{ConnRecord, Transport};
 use hashbrown::HashMap;
 use std::net::IpAddr;
 
@@ -538,7 +538,7 @@ fn analysed(transport: Transport, resp_port: u16) -> bool {
 fn empty_record() -> DnsRecord {
     DnsRecord {
         ts_ns: 0,
-        uid: crate::output::record::Uid::default(),
+        uid: crate::types::record::Uid::default(),
         orig_h: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         orig_p: 0,
         resp_h: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),

@@ -15,9 +15,9 @@
 
 use super::cache::{Found, Inserted, Replica};
 use super::{bucket::TokenBucket, Evidence, NameSource, NamesConfig};
-use crate::engine::spsc::{self, Consumer, Producer};
 use crate::flow::LocalNets;
-use crate::output::record::{ConnRecord, HostName};
+use crate::types::record::{ConnRecord, HostName};
+use crate::types::spsc::{self, Consumer, Producer};
 use crossbeam_utils::CachePadded;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,8 +2,8 @@
 //! interval (live) and one at exit, summed over every worker.
 
 use super::schema::{Field, FieldSink, LogRecord, Schema, ZeekType};
-use crate::engine::worker::NamesReport;
 use crate::names::evidence::EvidenceCounters;
+use crate::names::NamesReport;
 use crossbeam_utils::CachePadded;
 use std::sync::Mutex;
 

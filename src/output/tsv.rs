@@ -249,7 +249,7 @@ pub(crate) mod tests {
             orig_p: 51880,
             resp_h: "131.159.21.1".parse().unwrap(),
             resp_p: 22,
-            vlans: crate::flow::key::Vlans::NONE,
+            vlans: crate::types::key::Vlans::NONE,
             proto: Transport::Tcp,
             service,
             duration_ns: 6_159_326_000,

@@ -6,7 +6,7 @@
 //! and drop on their own side so that a dead collector never stalls the writer either.
 //!
 //! ```no_run
-//! use nameflow::engine::spsc;
+//! use nameflow::types::spsc;
 //! use nameflow::output::record::ConnRecord;
 //! use nameflow::output::{Clock, OutputConfig, Writer};
 //!
@@ -28,7 +28,7 @@ use super::sink::stdout::{NullSink, StdoutSink};
 use super::sink::stream::{StreamSink, Target};
 use super::sink::{Sink, SinkCounters, SinkSpec, SinkStats};
 use super::{Encoding, Format, JsonTs};
-use crate::engine::spsc::Consumer;
+use crate::types::spsc::Consumer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,395 @@
+//! The connection record and its field types, in Zeek 8's `conn.log` column order.
+//!
+//! Every type here is `Copy` and fixed-size so a record can cross a bounded SPSC queue without
+//! allocating. Our own columns (`community_id`, then the names, then the context when
+//! inventories are configured) come after Zeek's and never reuse a Zeek name. How a record is
+//! written (its schema and columns) is `output::record`'s business.
+
+use super::context::ConnContext;
+use super::key::Vlans;
+use super::name::{Name, NameSource};
+use std::net::IpAddr;
+
+/// A Zeek-style unique connection identifier: `C` followed by base62 digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Uid {
+    len: u8,
+    buf: [u8; 24],
+}
+
+impl Uid {
+    /// Builds a uid from 96 bits of hash output, as `C` + base62 digits (like Zeek's).
+    pub fn from_bits(hi: u64, lo: u32) -> Uid {
+        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut uid = Uid::default();
+        uid.buf[0] = b'C';
+        uid.len = 1;
+        for mut part in [hi, u64::from(lo)] {
+            let start = uid.len as usize;
+            loop {
+                uid.buf[uid.len as usize] = DIGITS[(part % 62) as usize];
+                uid.len += 1;
+                part /= 62;
+                if part == 0 {
+                    break;
+                }
+            }
+            uid.buf[start..uid.len as usize].reverse();
+        }
+        uid
+    }
+
+    /// The uid as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and letters are ever written into `buf`.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+
+    /// True for the default (never assigned) uid.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Transport protocol as Zeek's `transport_proto` enum prints it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Icmp,
+    Unknown,
+}
+
+impl Transport {
+    /// Zeek's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+            Transport::Icmp => "icmp",
+            Transport::Unknown => "unknown_transport",
+        }
+    }
+}
+
+/// An application protocol recognised from payload (Zeek's analyzer names, lower case).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Service {
+    Dns,
+    Http,
+    Ssl,
+    Ssh,
+    Ftp,
+    FtpData,
+    Smtp,
+    Pop3,
+    Imap,
+    Dhcp,
+    Ntp,
+    Irc,
+    Modbus,
+    DceRpc,
+    Krb,
+    KrbTcp,
+    Smb,
+    Vxlan,
+    Geneve,
+    Teredo,
+    Ayiya,
+    Gtpv1,
+    Snmp,
+    Syslog,
+    Sip,
+    Rdp,
+    Mysql,
+    Ldap,
+    Quic,
+    Ntlm,
+    Gssapi,
+}
+
+impl Service {
+    /// The name Zeek writes in the `service` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Dns => "dns",
+            Service::Http => "http",
+            Service::Ssl => "ssl",
+            Service::Ssh => "ssh",
+            Service::Ftp => "ftp",
+            Service::FtpData => "ftp-data",
+            Service::Smtp => "smtp",
+            Service::Pop3 => "pop3",
+            Service::Imap => "imap",
+            Service::Dhcp => "dhcp",
+            Service::Ntp => "ntp",
+            Service::Irc => "irc",
+            Service::Modbus => "modbus",
+            Service::DceRpc => "dce_rpc",
+            Service::Krb => "krb",
+            Service::KrbTcp => "krb_tcp",
+            Service::Smb => "smb",
+            Service::Vxlan => "vxlan",
+            Service::Geneve => "geneve",
+            Service::Teredo => "teredo",
+            Service::Ayiya => "ayiya",
+            Service::Gtpv1 => "gtpv1",
+            Service::Snmp => "snmp",
+            Service::Syslog => "syslog",
+            Service::Sip => "sip",
+            Service::Rdp => "rdp",
+            Service::Mysql => "mysql",
+            Service::Ldap => "ldap",
+            Service::Quic => "quic",
+            Service::Ntlm => "ntlm",
+            Service::Gssapi => "gssapi",
+        }
+    }
+}
+
+/// The services confirmed on a connection, in the order they were confirmed (Zeek prints
+/// `imap,ssl` for STARTTLS). Holds at most four; later ones are ignored.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct ServiceList {
+    len: u8,
+    items: [Option<Service>; 4],
+}
+
+impl ServiceList {
+    /// Adds a service unless it is already present or the list is full.
+    pub fn push(&mut self, s: Service) {
+        if self.contains(s) || self.len as usize >= self.items.len() {
+            return;
+        }
+        self.items[self.len as usize] = Some(s);
+        self.len += 1;
+    }
+
+    /// True when `s` was confirmed.
+    pub fn contains(&self, s: Service) -> bool {
+        self.iter().any(|x| x == s)
+    }
+
+    /// The services in confirmation order.
+    pub fn iter(&self) -> impl Iterator<Item = Service> + '_ {
+        self.items[..self.len as usize].iter().flatten().copied()
+    }
+
+    /// True when no service was confirmed (Zeek writes `-`).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Zeek's `conn_state` values.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ConnState {
+    S0,
+    S1,
+    SF,
+    REJ,
+    S2,
+    S3,
+    RSTO,
+    RSTR,
+    RSTOS0,
+    RSTRH,
+    SH,
+    SHR,
+    OTH,
+}
+
+impl ConnState {
+    /// Zeek's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::S0 => "S0",
+            ConnState::S1 => "S1",
+            ConnState::SF => "SF",
+            ConnState::REJ => "REJ",
+            ConnState::S2 => "S2",
+            ConnState::S3 => "S3",
+            ConnState::RSTO => "RSTO",
+            ConnState::RSTR => "RSTR",
+            ConnState::RSTOS0 => "RSTOS0",
+            ConnState::RSTRH => "RSTRH",
+            ConnState::SH => "SH",
+            ConnState::SHR => "SHR",
+            ConnState::OTH => "OTH",
+        }
+    }
+}
+
+/// Maximum length of a history string. Zeek records each letter at most a handful of times
+/// (repeats are log-scaled), so real histories stay far below this.
+pub const HISTORY_CAP: usize = 64;
+
+/// Zeek's `history` string, stored inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    len: u8,
+    buf: [u8; HISTORY_CAP],
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            len: 0,
+            buf: [0; HISTORY_CAP],
+        }
+    }
+}
+
+impl History {
+    /// Appends one letter; a full buffer ignores further letters.
+    pub fn push(&mut self, c: u8) {
+        if (self.len as usize) < HISTORY_CAP {
+            self.buf[self.len as usize] = c;
+            self.len += 1;
+        }
+    }
+
+    /// The history as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+
+    /// True when no letter was recorded (Zeek writes `-`).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Community ID v1 string (`1:` + base64 of a SHA-1 digest: always 30 characters).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommunityId {
+    len: u8,
+    buf: [u8; 32],
+}
+
+impl CommunityId {
+    /// Wraps an already formatted id; text longer than 32 bytes is cut.
+    pub fn from_str_lossy(s: &str) -> CommunityId {
+        let mut id = CommunityId::default();
+        let n = s.len().min(id.buf.len());
+        id.buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        id.len = n as u8;
+        id
+    }
+
+    /// The id as text (empty when not computed).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name an address had when a connection started, and what proved it. Unknown when
+/// `source` is `None` (JSON leaves both columns out, TSV writes `-`).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct HostName {
+    /// Lower-case, inline (up to 255 bytes).
+    pub name: Name,
+    pub source: Option<NameSource>,
+}
+
+/// The names of both ends of a connection (filled in by the worker when the record is
+/// produced; `flow` leaves them unknown).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct ConnNames {
+    /// `orig_name` and `orig_name_src`.
+    pub orig: HostName,
+    /// `resp_name` and `resp_name_src`.
+    pub resp: HostName,
+}
+
+/// Up to two encapsulating connections (Zeek's `tunnel_parents`).
+pub const MAX_TUNNEL_PARENTS: usize = 2;
+
+/// One `conn.log` record. Field order and meaning follow Zeek 8's `Conn::Info`
+/// (`scripts/base/protocols/conn/main.zeek`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnRecord {
+    /// `ts`: time of the first packet, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// `uid`: unique id of the connection.
+    pub uid: Uid,
+    /// `id.orig_h`: the originator's address.
+    pub orig_h: IpAddr,
+    /// `id.orig_p`: originator port; for ICMP the message type.
+    pub orig_p: u16,
+    /// `id.resp_h`: the responder's address.
+    pub resp_h: IpAddr,
+    /// `id.resp_p`: responder port; for ICMP the counterpart type, or the code.
+    pub resp_p: u16,
+    /// `id.ctx.vlan` and `id.ctx.inner_vlan` (only with `--conn-key vlan`, as Zeek's
+    /// `frameworks/conn_key/vlan_fivetuple` adds them): the 802.1Q ids in the connection's
+    /// key. Always [`Vlans::NONE`] with the default key.
+    pub vlans: Vlans,
+    /// `proto`: transport protocol.
+    pub proto: Transport,
+    /// `service`: application protocols confirmed from payload.
+    pub service: ServiceList,
+    /// `duration`: last packet time minus first. Zeek leaves `duration`, `orig_bytes` and
+    /// `resp_bytes` unset when the duration is zero; the encoders do the same.
+    pub duration_ns: u64,
+    /// `orig_bytes`: payload bytes the originator sent (from TCP sequence numbers).
+    pub orig_bytes: u64,
+    /// `resp_bytes`: payload bytes the responder sent.
+    pub resp_bytes: u64,
+    /// `conn_state`.
+    pub conn_state: ConnState,
+    /// `local_orig`: originator is in the local networks (unset when no local networks).
+    pub local_orig: Option<bool>,
+    /// `local_resp`: responder is in the local networks.
+    pub local_resp: Option<bool>,
+    /// `missed_bytes`: bytes lost to content gaps.
+    pub missed_bytes: u64,
+    /// `history`.
+    pub history: History,
+    /// `orig_pkts`.
+    pub orig_pkts: u64,
+    /// `orig_ip_bytes`: IP-level bytes (headers included) sent by the originator.
+    pub orig_ip_bytes: u64,
+    /// `resp_pkts`.
+    pub resp_pkts: u64,
+    /// `resp_ip_bytes`.
+    pub resp_ip_bytes: u64,
+    /// `tunnel_parents`: uids of the encapsulating connections.
+    pub tunnel_parents: [Option<Uid>; MAX_TUNNEL_PARENTS],
+    /// `ip_proto`: the IP protocol number.
+    pub ip_proto: u8,
+    /// `community_id` (ours, after Zeek's columns): Community ID v1, seed 0.
+    pub community_id: CommunityId,
+    /// `orig_name`, `orig_name_src`, `resp_name`, `resp_name_src` (ours): the name each end
+    /// had when the connection started and its source (`A`, `AAAA`, `CNAME`, `PTR`, `MDNS`,
+    /// `LLMNR`, `SNI`, `HTTP`, `DHCP`); see `docs/names.md`.
+    pub names: ConnNames,
+    /// `orig_pod` ... `resp_vpc` and the extra `orig_<prefix>*`/`resp_<prefix>*` columns
+    /// (ours, only when inventories are configured): what each end was when the connection
+    /// started; see `docs/context.md`. Filled in by the worker like the names.
+    pub context: ConnContext,
+}
