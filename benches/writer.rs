@@ -73,8 +73,6 @@ fn records(n: usize) -> Vec<ConnRecord> {
                 },
                 ip_proto,
                 community_id: CommunityId::from_str_lossy("1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
-                names: Default::default(),
-                context: Default::default(),
             }
         })
         .collect()

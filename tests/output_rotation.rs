@@ -387,7 +387,5 @@ fn sample_record() -> nameflow::types::record::ConnRecord {
         tunnel_parents: [None, None],
         ip_proto: 6,
         community_id: CommunityId::default(),
-        names: Default::default(),
-        context: Default::default(),
     }
 }

@@ -250,8 +250,6 @@ fn record(i: u64) -> ConnRecord {
         tunnel_parents: [None, None],
         ip_proto: 6,
         community_id: CommunityId::from_str_lossy("1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
-        names: Default::default(),
-        context: Default::default(),
     }
 }
 

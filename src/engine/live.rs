@@ -21,8 +21,8 @@ use super::stats::{
     BatchLatency, ContextTotals, Snapshot, StatsBoard, StatsRecord, WorkerStats, XdpStats,
 };
 use super::worker::{
-    apply, apply_named, link, FullPolicy, Inbox, Outbox, RecordOut, Side, ToWorker, WorkerNames,
-    SIDE_QUEUE_CAPACITY,
+    apply, apply_named, conn_queues, link, FullPolicy, Inbox, Outbox, RecordOut, SideQueues,
+    ToWorker, WorkerNames, SIDE_QUEUE_CAPACITY,
 };
 use crate::capture::xdp::{
     AttachedMode, Interface, XdpConfig, XdpError, XdpMode, XdpProgram, MAX_QUEUES,
@@ -36,7 +36,6 @@ use crate::names::NamesReport;
 use crate::names::{NameNode, NamesConfig};
 use crate::output::clock::wall_ns;
 use crate::output::{Clock, OutputConfig, OutputError, Writer, WriterReport};
-use crate::types::record::ConnRecord;
 use crate::types::spsc::{self, Producer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -241,22 +240,25 @@ fn run(
             if from == to {
                 row.push(None);
             } else {
-                let (p, c) = link(cfg.forward_queue_capacity, SIDE_QUEUE_CAPACITY);
+                let sides = SideQueues {
+                    evidence: cfg.names.is_some(),
+                    dns: cfg.logs.dns,
+                };
+                let (p, c) = link(cfg.forward_queue_capacity, SIDE_QUEUE_CAPACITY, sides);
                 row.push(Some(p));
                 inbound.push(c);
             }
         }
     }
-    let mut conn_tx = Vec::with_capacity(n);
-    let mut conn_rx = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (p, c) = spsc::channel::<ConnRecord>(cfg.record_queue_capacity);
-        conn_tx.push(p);
-        conn_rx.push(c);
-    }
+    let conn = conn_queues(
+        n,
+        cfg.record_queue_capacity,
+        cfg.names.is_some() || cfg.context.is_some(),
+    );
+    let conn_tx = conn.producers;
     let (stats_tx, stats_rx) = spsc::channel::<StatsRecord>(4 * (n + 1));
     let mut writer = Writer::open(&cfg.output, Clock::Wall)?;
-    writer.add_log(conn_rx)?;
+    writer.add_conn_log(conn.records, conn.extras)?;
     writer.add_log(vec![stats_rx])?;
     let mut dns_tx: Vec<Option<Producer<crate::output::dns::DnsRecord>>> =
         (0..n).map(|_| None).collect();
@@ -340,7 +342,8 @@ fn run(
                 sockets: socks,
                 to_others: tx,
                 inbound: rx,
-                out: RecordOut::new(records, FullPolicy::Drop)
+                out: RecordOut::new(records.0, FullPolicy::Drop)
+                    .with_extras(records.1)
                     .with_context(cfg.context.as_ref().map(crate::context::Context::reader))
                     .with_dns(dns),
                 board: &board,
@@ -594,13 +597,13 @@ fn run_live_worker(
         let mut got_in = 0usize;
         for q in &inbound {
             for _ in 0..INBOUND_BATCH {
-                let Some((msg, side)) = q.pop() else { break };
+                let Some(msg) = q.pop() else { break };
                 if matches!(msg, ToWorker::Packet(_)) {
                     st.forwarded_in += 1;
                 }
                 match names.as_mut() {
-                    Some(n) => apply_named(&mut shard, n, msg, side, &mut out),
-                    None => apply(&mut shard, msg, side, &mut out),
+                    Some(n) => apply_named(&mut shard, n, msg, q, &mut out),
+                    None => apply(&mut shard, msg, q, &mut out),
                 }
                 got_in += 1;
             }
@@ -668,13 +671,13 @@ fn run_live_worker(
     loop {
         let mut got = 0;
         for q in &inbound {
-            while let Some((msg, side)) = q.pop() {
+            while let Some(msg) = q.pop() {
                 if matches!(msg, ToWorker::Packet(_)) {
                     st.forwarded_in += 1;
                 }
                 match names.as_mut() {
-                    Some(n) => apply_named(&mut shard, n, msg, side, &mut out),
-                    None => apply(&mut shard, msg, side, &mut out),
+                    Some(n) => apply_named(&mut shard, n, msg, q, &mut out),
+                    None => apply(&mut shard, msg, q, &mut out),
                 }
                 got += 1;
             }
@@ -744,16 +747,14 @@ fn rx_round(
                     // queue, in order); a full queue drops it and counts it like a packet.
                     let pushed = to_others[owner]
                         .as_ref()
-                        .is_some_and(|q| q.side_try(Side::Name(ev)));
+                        .is_some_and(|q| q.evidence_try(&ev));
                     if !pushed {
                         st.forward_dropped += 1;
                     }
                 }
                 Dispatched::Dns(owner, m) if owner == me => out.on_dns(shard, m),
                 Dispatched::Dns(owner, m) => {
-                    let pushed = to_others[owner]
-                        .as_ref()
-                        .is_some_and(|q| q.side_try(Side::Dns(*m)));
+                    let pushed = to_others[owner].as_ref().is_some_and(|q| q.dns_try(m));
                     if !pushed {
                         st.forward_dropped += 1;
                     }

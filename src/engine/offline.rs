@@ -6,8 +6,8 @@
 
 use super::dispatch::{DispatchCounters, Dispatched, Dispatcher};
 use super::worker::{
-    link, run_worker, FullPolicy, Outbox, Side, ToWorker, WorkerNames, WorkerReport,
-    SIDE_QUEUE_CAPACITY,
+    conn_queues, link, run_worker, FullPolicy, Outbox, RecordOut, SideQueues, ToWorker,
+    WorkerNames, WorkerReport, SIDE_QUEUE_CAPACITY,
 };
 use crate::capture::pcap::PcapReader;
 use crate::capture::{CaptureError, FrameSource};
@@ -20,7 +20,6 @@ use crate::output::clock::{floor_boundary, next_boundary};
 use crate::output::dns::DnsRecord;
 use crate::output::namecache::NameCacheRecord;
 use crate::output::{Clock, OutputConfig, OutputError, PacketClock, Writer, WriterReport};
-use crate::types::record::ConnRecord;
 use crate::types::spsc;
 use std::path::PathBuf;
 
@@ -144,17 +143,20 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     let mut to_workers = Vec::with_capacity(n);
     let mut inboxes = Vec::with_capacity(n);
     for _ in 0..n {
-        let (p, c) = link(cfg.queue_capacity, SIDE_QUEUE_CAPACITY);
+        let sides = SideQueues {
+            evidence: cfg.names.is_some(),
+            dns: cfg.logs.dns,
+        };
+        let (p, c) = link(cfg.queue_capacity, SIDE_QUEUE_CAPACITY, sides);
         to_workers.push(p);
         inboxes.push(c);
     }
-    let mut record_producers = Vec::with_capacity(n);
-    let mut record_consumers = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (p, c) = spsc::channel::<ConnRecord>(cfg.record_queue_capacity);
-        record_producers.push(p);
-        record_consumers.push(c);
-    }
+    let conn = conn_queues(
+        n,
+        cfg.record_queue_capacity,
+        cfg.names.is_some() || cfg.context.is_some(),
+    );
+    let record_producers = conn.producers;
 
     // Packet time drives rotation (a multi-hour trace rotates on its own hour boundaries).
     // The reader advances it once per tick, never per packet.
@@ -163,7 +165,7 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
         Ok(w) => w,
         Err(e) => return (report, Err(e.into())),
     };
-    if let Err(e) = writer.add_log(record_consumers) {
+    if let Err(e) = writer.add_conn_log(conn.records, conn.extras) {
         return (report, Err(e.into()));
     }
     let mut dns_tx: Vec<Option<spsc::Producer<DnsRecord>>> = (0..n).map(|_| None).collect();
@@ -239,15 +241,12 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                 if let Some(c) = core {
                     core_affinity::set_for_current(c);
                 }
-                run_worker(
-                    vec![inbox],
-                    flow,
-                    records,
-                    FullPolicy::Wait,
-                    names,
-                    context,
-                    dns,
-                )
+                let (records, extras) = records;
+                let out = RecordOut::new(records, FullPolicy::Wait)
+                    .with_extras(extras)
+                    .with_context(context)
+                    .with_dns(dns);
+                run_worker(vec![inbox], flow, out, names)
             }));
         }
 
@@ -289,10 +288,10 @@ pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
                     }
                 }
                 Dispatched::Name(owner, ev) => {
-                    to_workers[owner].side_wait(Side::Name(ev));
+                    to_workers[owner].evidence_wait(&ev);
                 }
                 Dispatched::Dns(owner, m) => {
-                    to_workers[owner].side_wait(Side::Dns(*m));
+                    to_workers[owner].dns_wait(m);
                 }
             });
             if ts >= last_tick.saturating_add(TICK_NS) {
@@ -378,11 +377,12 @@ fn rotation_barrier(to_workers: &[Outbox], clock: &PacketClock, at: u64, stop: i
         q.push_wait(ToWorker::Tick(before));
     }
     for q in to_workers {
+        let mut wait = spsc::Backoff::new();
         while !q.is_empty() {
             if stop() {
                 return;
             }
-            std::thread::yield_now();
+            wait.snooze();
         }
     }
     clock.advance(at);

@@ -11,8 +11,8 @@ use crate::names::dnslog::{DnsLogCounters, DnsMsg, DnsTracker};
 use crate::names::mesh::Progress;
 use crate::names::{Evidence, NameNode, NamesReport};
 use crate::output::dns::DnsRecord;
-use crate::types::record::ConnRecord;
-use crate::types::spsc::{Consumer, Producer};
+use crate::types::record::{ConnExtra, ConnNames, ConnRecord, EXTRA_MAX};
+use crate::types::spsc::{chunks_for, each_chunk, Backoff, Chunk, Consumer, Producer};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -21,41 +21,68 @@ use std::sync::Arc;
 /// together fits, the writer catches up within a fraction of a second, and nothing is lost.
 pub const HOLD_MAX: usize = 65_536;
 
-/// Capacity of each side queue (name evidence and DNS messages, which are much larger than a
-/// packet summary but rare), in messages.
+/// Capacity of each side queue (name evidence, DNS messages: much larger than a packet
+/// summary but rare), in messages.
 pub const SIDE_QUEUE_CAPACITY: usize = 256;
 
-/// What crosses to a worker beside its packets: values too large to widen every inbox slot
-/// for. Each travels on the link's side queue and is announced in order by
-/// [`ToWorker::Side`] on the main queue.
-#[derive(Clone, Copy, Debug)]
-// Side values are few and large by nature; boxing them would allocate per message.
-#[allow(clippy::large_enum_variant)]
-pub enum Side {
-    /// Name evidence carried by a flow this worker owns: into its replica, then to the others.
-    Name(Evidence),
-    /// A DNS message of a connection this worker owns, for dns.log (sent after its packet).
-    Dns(DnsMsg),
+/// Which side queues a link has: a queue exists only for a feature that is on, so a run
+/// without names has no evidence queue and one without dns.log no DNS queue.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SideQueues {
+    /// Name evidence (names on).
+    pub evidence: bool,
+    /// DNS messages for dns.log (dns.log on).
+    pub dns: bool,
 }
 
-/// The sending end of a dispatcher → worker link: the main queue and its side queue.
+/// The sending end of a dispatcher → worker link: the main queue of packets and small
+/// messages, and a side queue per value too large to widen every main-queue slot for
+/// (evidence, DNS messages). A side value is announced in order on the main queue
+/// ([`ToWorker::Evidence`], [`ToWorker::Dns`]); each side queue holds one type, so a message
+/// is copied at its own size.
 pub struct Outbox {
     main: Producer<ToWorker>,
-    side: Producer<Side>,
+    evidence: Option<Producer<Evidence>>,
+    dns: Option<Producer<DnsMsg>>,
 }
 
 /// The receiving end of a dispatcher → worker link.
 pub struct Inbox {
     main: Consumer<ToWorker>,
-    side: Consumer<Side>,
+    evidence: Option<Consumer<Evidence>>,
+    dns: Option<Consumer<DnsMsg>>,
 }
 
 /// One dispatcher → worker link: `capacity` messages on the main queue, `side_capacity` on
-/// the side queue.
-pub fn link(capacity: usize, side_capacity: usize) -> (Outbox, Inbox) {
+/// each side queue that `sides` asks for.
+pub fn link(capacity: usize, side_capacity: usize, sides: SideQueues) -> (Outbox, Inbox) {
     let (mp, mc) = crate::types::spsc::channel(capacity);
-    let (sp, sc) = crate::types::spsc::channel(side_capacity);
-    (Outbox { main: mp, side: sp }, Inbox { main: mc, side: sc })
+    let (ep, ec) = match sides.evidence {
+        true => {
+            let (p, c) = crate::types::spsc::channel(side_capacity);
+            (Some(p), Some(c))
+        }
+        false => (None, None),
+    };
+    let (dp, dc) = match sides.dns {
+        true => {
+            let (p, c) = crate::types::spsc::channel(side_capacity);
+            (Some(p), Some(c))
+        }
+        false => (None, None),
+    };
+    (
+        Outbox {
+            main: mp,
+            evidence: ep,
+            dns: dp,
+        },
+        Inbox {
+            main: mc,
+            evidence: ec,
+            dns: dc,
+        },
+    )
 }
 
 impl Outbox {
@@ -69,19 +96,41 @@ impl Outbox {
         self.main.try_push(m)
     }
 
-    /// Sends a side value, waiting for room in both queues (offline).
-    pub fn side_wait(&self, s: Side) -> bool {
-        self.side.push_wait(s) && self.main.push_wait(ToWorker::Side)
+    /// Sends name evidence, waiting for room in both queues (offline). False when the link
+    /// has no evidence queue (names off) or the worker is gone.
+    pub fn evidence_wait(&self, ev: &Evidence) -> bool {
+        self.evidence
+            .as_ref()
+            .is_some_and(|q| q.push_wait(*ev) && self.main.push_wait(ToWorker::Evidence))
     }
 
-    /// Sends a side value, or drops it when either queue is full (live). Only this thread
+    /// Sends a DNS message, waiting for room in both queues (offline).
+    pub fn dns_wait(&self, m: &DnsMsg) -> bool {
+        self.dns
+            .as_ref()
+            .is_some_and(|q| q.push_wait(*m) && self.main.push_wait(ToWorker::Dns))
+    }
+
+    /// Sends name evidence, or drops it when either queue is full (live). Only this thread
     /// pushes onto the main queue, so room seen before the side push is still there after it:
     /// a side value is never left without its announcement.
-    pub fn side_try(&self, s: Side) -> bool {
-        if self.main.len() >= self.main.capacity() {
-            return false;
+    pub fn evidence_try(&self, ev: &Evidence) -> bool {
+        match &self.evidence {
+            Some(q) if self.main.len() < self.main.capacity() => {
+                q.try_push(*ev) && self.main.try_push(ToWorker::Evidence)
+            }
+            _ => false,
         }
-        self.side.try_push(s) && self.main.try_push(ToWorker::Side)
+    }
+
+    /// Sends a DNS message, or drops it when either queue is full (live).
+    pub fn dns_try(&self, m: &DnsMsg) -> bool {
+        match &self.dns {
+            Some(q) if self.main.len() < self.main.capacity() => {
+                q.try_push(*m) && self.main.try_push(ToWorker::Dns)
+            }
+            _ => false,
+        }
     }
 
     /// True when the main queue holds nothing (side values are always announced on it).
@@ -91,21 +140,62 @@ impl Outbox {
 }
 
 impl Inbox {
-    /// The next message, with the side value it announces.
+    /// The next message. A side value it announces is taken with [`Inbox::evidence`] or
+    /// [`Inbox::dns`] (by `apply`), so it is never moved at more than its own size.
     #[inline]
-    pub fn pop(&self) -> Option<(ToWorker, Option<Side>)> {
-        let m = self.main.pop()?;
-        let side = match m {
-            ToWorker::Side => self.side.pop(),
-            _ => None,
-        };
-        Some((m, side))
+    pub fn pop(&self) -> Option<ToWorker> {
+        self.main.pop()
+    }
+
+    /// The evidence announced by the [`ToWorker::Evidence`] just taken.
+    #[inline]
+    pub fn evidence(&self) -> Option<Evidence> {
+        self.evidence.as_ref()?.pop()
+    }
+
+    /// The DNS message announced by the [`ToWorker::Dns`] just taken.
+    #[inline]
+    pub fn dns(&self) -> Option<DnsMsg> {
+        self.dns.as_ref()?.pop()
     }
 
     /// True once the sender is gone and everything was taken.
     pub fn is_finished(&self) -> bool {
         self.main.is_finished()
     }
+}
+
+/// Slots of the queue of names and context beside each record, per record the record
+/// queue holds: most records' extras take one or two.
+const EXTRA_SLOTS_PER_RECORD: usize = 4;
+
+/// Each worker's record producer (and, when `extras`, its producer of what travels beside
+/// each record), and the writer's consumers of both.
+pub struct ConnQueues {
+    pub producers: Vec<(Producer<ConnRecord>, Option<Producer<Chunk>>)>,
+    pub records: Vec<Consumer<ConnRecord>>,
+    pub extras: Vec<Consumer<Chunk>>,
+}
+
+/// conn.log's queues for `n` workers of `capacity` records each; the queue beside them only
+/// when names or inventories are on (`extras`).
+pub fn conn_queues(n: usize, capacity: usize, extras: bool) -> ConnQueues {
+    let mut q = ConnQueues {
+        producers: Vec::with_capacity(n),
+        records: Vec::with_capacity(n),
+        extras: Vec::with_capacity(n),
+    };
+    for _ in 0..n {
+        let (p, c) = crate::types::spsc::channel::<ConnRecord>(capacity);
+        let x = extras.then(|| {
+            let (xp, xc) = crate::types::spsc::channel::<Chunk>(capacity * EXTRA_SLOTS_PER_RECORD);
+            q.extras.push(xc);
+            xp
+        });
+        q.producers.push((p, x));
+        q.records.push(c);
+    }
+    q
 }
 
 /// What a worker's inbox carries.
@@ -120,8 +210,10 @@ pub enum ToWorker {
     Tick(u64),
     /// A connection announced by a control connection (sent to every worker).
     Expect(Expectation),
-    /// The next value of the side queue belongs here (its order among the packets).
-    Side,
+    /// The next value of the evidence queue belongs here (its order among the packets).
+    Evidence,
+    /// The next value of the DNS queue belongs here.
+    Dns,
     /// Offline rotation boundary: every worker has been sent `Tick(at)`; records produced so
     /// far must reach the writer now, named from the evidence before `at` (sent between two
     /// `Tick(at)`, so that taking the second tick means this one is done).
@@ -202,18 +294,22 @@ impl WorkerNames {
 
     /// A record the shard produced: named now (live, or once everything has finished) or
     /// queued until the others catch up.
-    pub fn emit(&mut self, mut rec: ConnRecord, out: &mut RecordOut) {
+    pub fn emit(&mut self, rec: ConnRecord, out: &mut RecordOut) {
         // The connection ends now, whenever its record is named.
         out.conn_ended(&rec);
         if self.progress.is_none() || self.done {
-            self.node.enrich(&mut rec);
+            if let Some(names) = out.names_mut() {
+                self.node.enrich(&rec, names);
+            }
             out.emit(rec);
             return;
         }
         if self.pending.len() >= PENDING_CAP {
-            if let Some(mut front) = self.pending.pop_front() {
+            if let Some(front) = self.pending.pop_front() {
                 self.node.drain();
-                self.node.enrich(&mut front);
+                if let Some(names) = out.names_mut() {
+                    self.node.enrich(&front, names);
+                }
                 self.named_early += 1;
                 out.emit(front);
             }
@@ -237,8 +333,10 @@ impl WorkerNames {
             }
             // What the others pushed before publishing their progress is in the queues now.
             self.node.drain();
-            let mut rec = self.pending.pop_front().expect("front exists");
-            self.node.enrich(&mut rec);
+            let rec = self.pending.pop_front().expect("front exists");
+            if let Some(names) = out.names_mut() {
+                self.node.enrich(&rec, names);
+            }
             out.emit(rec);
         }
     }
@@ -266,21 +364,18 @@ impl WorkerNames {
         };
         let limit = at.saturating_sub(1);
         progress.worker_at(self.me, self.clk);
-        let mut spins = 0u32;
+        let mut wait = Backoff::new();
         while !progress.others_past(self.me, limit) {
             if self.node.drain() == 0 {
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                wait.snooze();
             }
         }
         self.node.drain();
-        while let Some(mut rec) = self.pending.pop_front() {
+        while let Some(rec) = self.pending.pop_front() {
             let when = self.node.ready_at(rec.ts_ns).min(limit);
-            self.node.enrich_at(&mut rec, when);
+            if let Some(names) = out.names_mut() {
+                self.node.enrich_at(&rec, names, when);
+            }
             out.emit(rec);
         }
     }
@@ -303,19 +398,14 @@ impl WorkerNames {
             p.worker_at(self.me, u64::MAX);
         }
         self.node.close_outbound();
-        let mut spins = 0u32;
+        let mut wait = Backoff::new();
         loop {
             let got = self.node.drain();
             if self.node.inbound_finished() {
                 break;
             }
             if got == 0 {
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                wait.snooze();
             }
         }
         self.done = true;
@@ -339,8 +429,10 @@ pub struct RecordOut {
     policy: FullPolicy,
     /// Records the queue had no room for, oldest first (live only). Empty, and without
     /// memory, until the writer first falls behind.
-    held: HeldRecords,
+    held: HeldRecords<ConnRecord>,
     hold_max: usize,
+    /// Names and context beside each record (names or inventories on).
+    extra: Option<ExtraOut>,
     /// Records handed to the writer.
     pub records: u64,
     /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
@@ -353,20 +445,29 @@ pub struct RecordOut {
 /// Records held back in order, in chunks of [`HOLD_CHUNK`] that never move once filled: a
 /// single growing buffer would copy everything it holds each time it doubled, a stall of tens
 /// of milliseconds in the middle of a burst. A few emptied chunks are kept for the next burst.
-#[derive(Default)]
-struct HeldRecords {
-    chunks: VecDeque<VecDeque<ConnRecord>>,
-    spare: Vec<VecDeque<ConnRecord>>,
+struct HeldRecords<T> {
+    chunks: VecDeque<VecDeque<T>>,
+    spare: Vec<VecDeque<T>>,
     len: usize,
 }
 
-/// Records per chunk of [`HeldRecords`] (about 400 KiB).
+impl<T> Default for HeldRecords<T> {
+    fn default() -> Self {
+        HeldRecords {
+            chunks: VecDeque::new(),
+            spare: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+/// Records per chunk of [`HeldRecords`].
 const HOLD_CHUNK: usize = 256;
 /// Emptied chunks kept for reuse: all a burst of [`HOLD_MAX`] needed, so the next burst
 /// finds its memory already mapped instead of taking a page fault every few records.
 const HOLD_SPARE: usize = HOLD_MAX / HOLD_CHUNK;
 
-impl HeldRecords {
+impl<T> HeldRecords<T> {
     fn len(&self) -> usize {
         self.len
     }
@@ -375,7 +476,11 @@ impl HeldRecords {
         self.len == 0
     }
 
-    fn push(&mut self, rec: ConnRecord) {
+    fn front(&self) -> Option<&T> {
+        self.chunks.front()?.front()
+    }
+
+    fn push(&mut self, rec: T) {
         if self.chunks.back().is_none_or(|c| c.len() == HOLD_CHUNK) {
             let chunk = self
                 .spare
@@ -389,7 +494,7 @@ impl HeldRecords {
         }
     }
 
-    fn pop(&mut self) -> Option<ConnRecord> {
+    fn pop(&mut self) -> Option<T> {
         let front = self.chunks.front_mut()?;
         let rec = front.pop_front();
         if front.is_empty() {
@@ -404,6 +509,22 @@ impl HeldRecords {
         }
         rec
     }
+}
+
+/// What travels beside a worker's records when names or inventories are on: the scratch
+/// [`ConnExtra`] the names and context of the record being emitted are written into, its
+/// encoding, and the queue (in slots of [`Chunk`]) towards the writer. Held records keep
+/// their encoded extras here, in order, beside them.
+struct ExtraOut {
+    queue: Producer<Chunk>,
+    scratch: ConnExtra,
+    buf: Box<[u8; EXTRA_MAX]>,
+    held: HeldRecords<Chunk>,
+}
+
+/// Slots the message that starts with `first` takes.
+fn msg_chunks(first: &Chunk) -> usize {
+    chunks_for(usize::from(u16::from_be_bytes([first[0], first[1]])))
 }
 
 /// A worker's dns.log: its DNS sessions and its queue towards the writer.
@@ -428,6 +549,7 @@ impl RecordOut {
             policy,
             held: HeldRecords::default(),
             hold_max: HOLD_MAX,
+            extra: None,
             records: 0,
             dropped: 0,
             context: None,
@@ -441,16 +563,50 @@ impl RecordOut {
     pub fn flush_held(&mut self) {
         while !self.held.is_empty() {
             // Only this worker pushes, so room seen here is still there for the push.
-            if self.policy == FullPolicy::Drop && self.queue.len() >= self.queue.capacity() {
-                return;
+            if self.policy == FullPolicy::Drop {
+                let need = self
+                    .extra
+                    .as_ref()
+                    .and_then(|x| Some((x.queue.room(), msg_chunks(x.held.front()?))));
+                let extra_room = need.is_none_or(|(room, n)| room >= n);
+                if self.queue.len() >= self.queue.capacity() || !extra_room {
+                    return;
+                }
             }
             let Some(rec) = self.held.pop() else { return };
-            if self.queue.push_wait(rec) {
+            let mut ok = true;
+            if let Some(x) = self.extra.as_mut() {
+                let n = x.held.front().map_or(0, msg_chunks);
+                for _ in 0..n {
+                    if let Some(c) = x.held.pop() {
+                        ok &= x.queue.push_wait(c);
+                    }
+                }
+            }
+            if ok && self.queue.push_wait(rec) {
                 self.records += 1;
             } else {
                 self.dropped += 1;
             }
         }
+    }
+
+    /// Sends names and context beside each record on `queue` (names or inventories on).
+    pub fn with_extras(mut self, queue: Option<Producer<Chunk>>) -> RecordOut {
+        self.extra = queue.map(|queue| ExtraOut {
+            queue,
+            scratch: ConnExtra::default(),
+            buf: Box::new([0; EXTRA_MAX]),
+            held: HeldRecords::default(),
+        });
+        self
+    }
+
+    /// Where the names of the record about to be emitted go (`None` when nothing travels
+    /// beside records).
+    #[inline]
+    pub fn names_mut(&mut self) -> Option<&mut ConnNames> {
+        self.extra.as_mut().map(|x| &mut x.scratch.names)
     }
 
     /// Holds at most `n` records instead of [`HOLD_MAX`] (tests).
@@ -543,34 +699,61 @@ impl RecordOut {
             .unwrap_or_default()
     }
 
-    /// Sends one record, waiting or dropping as the policy says.
-    pub fn emit(&mut self, mut rec: ConnRecord) {
+    /// Sends one record (and what travels beside it: the names written through
+    /// [`RecordOut::names_mut`], the context looked up now), waiting or dropping as the policy
+    /// says.
+    pub fn emit(&mut self, rec: ConnRecord) {
         self.conn_ended(&rec);
-        if let Some(c) = self.context.as_mut() {
-            c.enrich(&mut rec.context, rec.orig_h, rec.resp_h, rec.ts_ns);
-        }
+        let len = match self.extra.as_mut() {
+            Some(x) => {
+                if let Some(c) = self.context.as_mut() {
+                    c.enrich(&mut x.scratch.context, rec.orig_h, rec.resp_h, rec.ts_ns);
+                }
+                let n = x.scratch.encode(&mut x.buf);
+                x.scratch.clear();
+                n
+            }
+            None => 0,
+        };
         match self.policy {
             FullPolicy::Wait => {
                 self.flush_held();
-                if self.queue.push_wait(rec) {
+                let extra_ok = self
+                    .extra
+                    .as_ref()
+                    .is_none_or(|x| x.queue.push_msg_wait(&x.buf[..len]));
+                if extra_ok && self.queue.push_wait(rec) {
                     self.records += 1;
                 } else {
                     self.dropped += 1;
                 }
             }
             FullPolicy::Drop => {
-                // Straight to the queue unless records are held (the order is kept).
-                if self.held.is_empty() {
-                    match self.queue.try_push_or_back(rec) {
-                        Ok(()) => {
-                            self.records += 1;
-                            return;
-                        }
-                        Err(back) => rec = back,
+                // Straight to the queues unless records are held (the order is kept). Only
+                // this worker pushes, so room seen now is there for both pushes.
+                let room = self.queue.len() < self.queue.capacity()
+                    && self
+                        .extra
+                        .as_ref()
+                        .is_none_or(|x| x.queue.room() >= chunks_for(len));
+                if self.held.is_empty() && room {
+                    let extra_ok = self
+                        .extra
+                        .as_ref()
+                        .is_none_or(|x| x.queue.try_push_msg(&x.buf[..len]));
+                    if extra_ok && self.queue.try_push(rec) {
+                        self.records += 1;
+                    } else {
+                        self.dropped += 1;
                     }
+                    return;
                 }
                 if self.held.len() < self.hold_max {
                     self.held.push(rec);
+                    if let Some(x) = self.extra.as_mut() {
+                        let ExtraOut { buf, held, .. } = x;
+                        each_chunk(&buf[..len], |c| held.push(c));
+                    }
                 } else {
                     self.dropped += 1;
                 }
@@ -589,15 +772,18 @@ fn push_dns(queue: &Producer<DnsRecord>, policy: FullPolicy, dropped: &mut u64, 
     }
 }
 
-/// Applies one inbox message (and the side value it announces) to a shard (names off:
-/// evidence is ignored).
-pub fn apply(shard: &mut Shard, msg: ToWorker, side: Option<Side>, out: &mut RecordOut) {
+/// Applies one inbox message (and the side value it announces, taken from `inbox`) to a
+/// shard (names off: there is no evidence).
+pub fn apply(shard: &mut Shard, msg: ToWorker, inbox: &Inbox, out: &mut RecordOut) {
     match msg {
         ToWorker::Packet(p) => shard.process(&p, &mut |rec| out.emit(rec)),
         ToWorker::Tick(now) => shard.advance(now, &mut |rec| out.emit(rec)),
         ToWorker::Expect(e) => shard.expect(e),
-        ToWorker::Side => {
-            if let Some(Side::Dns(m)) = side {
+        ToWorker::Evidence => {
+            let _ = inbox.evidence();
+        }
+        ToWorker::Dns => {
+            if let Some(m) = inbox.dns() {
                 out.on_dns(shard, &m);
             }
         }
@@ -610,7 +796,7 @@ pub fn apply_named(
     shard: &mut Shard,
     names: &mut WorkerNames,
     msg: ToWorker,
-    side: Option<Side>,
+    inbox: &Inbox,
     out: &mut RecordOut,
 ) {
     match msg {
@@ -626,14 +812,17 @@ pub fn apply_named(
             names.tick(now);
         }
         ToWorker::Expect(e) => shard.expect(e),
-        ToWorker::Side => match side {
-            Some(Side::Name(ev)) => {
+        ToWorker::Evidence => {
+            if let Some(ev) = inbox.evidence() {
                 names.clk = names.clk.max(ev.clk_ns);
                 names.node.on_evidence(&ev);
             }
-            Some(Side::Dns(m)) => out.on_dns(shard, &m),
-            None => {}
-        },
+        }
+        ToWorker::Dns => {
+            if let Some(m) = inbox.dns() {
+                out.on_dns(shard, &m);
+            }
+        }
         ToWorker::Barrier(at) => names.barrier(at, out),
     }
 }
@@ -644,17 +833,11 @@ pub fn apply_named(
 pub fn run_worker(
     inboxes: Vec<Inbox>,
     flow: &FlowConfig,
-    records: Producer<ConnRecord>,
-    policy: FullPolicy,
+    mut out: RecordOut,
     mut names: Option<WorkerNames>,
-    context: Option<ContextReader>,
-    dns: Option<Producer<DnsRecord>>,
 ) -> (WorkerReport, Option<WorkerNames>) {
     let mut shard = Shard::new(flow);
-    let mut out = RecordOut::new(records, policy)
-        .with_context(context)
-        .with_dns(dns);
-    let mut idle_spins = 0u32;
+    let mut wait = Backoff::new();
     loop {
         let mut got = false;
         out.refresh_context();
@@ -667,12 +850,12 @@ pub fn run_worker(
         for inbox in &inboxes {
             // Bounded batches per inbox keep several dispatchers fairly served.
             for _ in 0..256 {
-                let Some((msg, side)) = inbox.pop() else {
+                let Some(msg) = inbox.pop() else {
                     break;
                 };
                 match names.as_mut() {
-                    Some(n) => apply_named(&mut shard, n, msg, side, &mut out),
-                    None => apply(&mut shard, msg, side, &mut out),
+                    Some(n) => apply_named(&mut shard, n, msg, inbox, &mut out),
+                    None => apply(&mut shard, msg, inbox, &mut out),
                 }
                 got = true;
             }
@@ -686,20 +869,13 @@ pub fn run_worker(
             n.sync(&mut out);
         }
         if got {
-            idle_spins = 0;
+            wait.reset();
             continue;
         }
         if inboxes.iter().all(Inbox::is_finished) {
             break;
         }
-        idle_spins += 1;
-        if idle_spins < 128 {
-            std::hint::spin_loop();
-        } else if idle_spins < 1024 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(std::time::Duration::from_micros(50));
-        }
+        wait.snooze();
     }
     match names.as_mut() {
         Some(n) => {

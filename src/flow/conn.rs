@@ -1071,8 +1071,6 @@ impl Conn {
             ),
             // Names are looked up by the worker when it emits the record (flow knows nothing
             // of names).
-            names: Default::default(),
-            context: Default::default(),
         }
     }
 }

@@ -16,8 +16,8 @@
 use super::cache::{Found, Inserted, Replica};
 use super::{bucket::TokenBucket, Evidence, NameSource, NamesConfig};
 use crate::flow::LocalNets;
-use crate::types::record::{ConnRecord, HostName};
-use crate::types::spsc::{self, Consumer, Producer};
+use crate::types::record::{ConnNames, ConnRecord, HostName};
+use crate::types::spsc::{self, Backoff, Consumer, Producer};
 use crossbeam_utils::CachePadded;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -258,19 +258,14 @@ impl NameNode {
     /// Pushes to peer `k`, draining this worker's inbound queues while the queue is full so
     /// that two workers waiting on each other always make progress.
     fn push_waiting(&mut self, k: usize, ev: &Evidence) -> bool {
-        let mut spins = 0u32;
+        let mut wait = Backoff::new();
         loop {
             // Only this worker pushes onto the queue, so room seen now is still there.
             if self.out[k].len() < self.capacity {
                 return self.out[k].try_push(*ev);
             }
             if self.drain() == 0 {
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                wait.snooze();
             }
         }
     }
@@ -312,13 +307,13 @@ impl NameNode {
 
     /// Names both ends of a finished connection as of its first packet plus the tolerance,
     /// from mappings alive when it started.
-    pub fn enrich(&mut self, rec: &mut ConnRecord) {
+    pub fn enrich(&mut self, rec: &ConnRecord, names: &mut ConnNames) {
         let at = self.ready_at(rec.ts_ns);
-        self.enrich_at(rec, at);
+        self.enrich_at(rec, names, at);
     }
 
     /// Like [`NameNode::enrich`], counting only evidence whose clock is at most `at`.
-    pub fn enrich_at(&mut self, rec: &mut ConnRecord, at: u64) {
+    pub fn enrich_at(&mut self, rec: &ConnRecord, names: &mut ConnNames, at: u64) {
         let resp = self.replica.lookup(rec.resp_h, rec.orig_h, at, rec.ts_ns);
         let orig = self.replica.lookup(rec.orig_h, rec.resp_h, at, rec.ts_ns);
         self.count(rec.orig_h, orig.is_some(), true);
@@ -327,8 +322,8 @@ impl NameNode {
         if orig.is_some() || resp.is_some() {
             self.counters.conns_named += 1;
         }
-        rec.names.orig = host(orig);
-        rec.names.resp = host(resp);
+        names.orig = host(orig);
+        names.resp = host(resp);
     }
 
     fn count(&mut self, addr: IpAddr, hit: bool, orig: bool) {

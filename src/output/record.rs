@@ -173,7 +173,29 @@ fn write_context_columns<S: FieldSink>(
     }
 }
 
+/// A conn.log line: a record and what travelled beside it (names and context; `None` when
+/// neither is on, and every such column is unset).
+#[derive(Clone, Copy)]
+pub struct ConnLine<'a> {
+    pub rec: &'a ConnRecord,
+    pub extra: Option<&'a ConnExtra>,
+}
+
 impl LogRecord for ConnRecord {
+    fn schema() -> &'static Schema {
+        ConnLine::schema()
+    }
+
+    fn write_fields<S: FieldSink>(&self, out: &mut S) {
+        ConnLine {
+            rec: self,
+            extra: None,
+        }
+        .write_fields(out)
+    }
+}
+
+impl LogRecord for ConnLine<'_> {
     fn schema() -> &'static Schema {
         match CONN_WITH_CONTEXT.get() {
             Some((s, _)) => s,
@@ -182,29 +204,31 @@ impl LogRecord for ConnRecord {
     }
 
     fn write_fields<S: FieldSink>(&self, out: &mut S) {
-        out.time(self.ts_ns);
-        out.string(self.uid.as_str().as_bytes());
-        out.addr(self.orig_h);
-        out.port(self.orig_p);
-        out.addr(self.resp_h);
-        out.port(self.resp_p);
+        let extra = self.extra;
+        let this = self.rec;
+        out.time(this.ts_ns);
+        out.string(this.uid.as_str().as_bytes());
+        out.addr(this.orig_h);
+        out.port(this.orig_p);
+        out.addr(this.resp_h);
+        out.port(this.resp_p);
         if vlan_columns() {
-            for id in [self.vlans.outer, self.vlans.inner] {
+            for id in [this.vlans.outer, this.vlans.inner] {
                 match id {
                     Some(v) => out.int(i64::from(v)),
                     None => out.unset(),
                 }
             }
         }
-        out.enumeration(self.proto.as_str());
-        if self.service.is_empty() {
+        out.enumeration(this.proto.as_str());
+        if this.service.is_empty() {
             out.unset();
         } else {
             // Zeek 8 logs `service` as one string with the names joined by commas. Four
             // names of at most 8 bytes fit this stack buffer, so nothing allocates.
             let mut buf = [0u8; 64];
             let mut n = 0;
-            for s in self.service.iter() {
+            for s in this.service.iter() {
                 let name = s.as_str().as_bytes();
                 let sep = usize::from(n > 0);
                 if n + sep + name.len() > buf.len() {
@@ -220,60 +244,64 @@ impl LogRecord for ConnRecord {
         }
         // Zeek leaves `duration` and the byte counts unset when the duration is zero (in its
         // microsecond view of time).
-        let end = self.ts_ns.saturating_add(self.duration_ns);
-        if self.duration_ns != 0 && micros_differ(self.ts_ns, end) {
-            out.interval_between(self.ts_ns, end);
-            out.count(self.orig_bytes);
-            out.count(self.resp_bytes);
+        let end = this.ts_ns.saturating_add(this.duration_ns);
+        if this.duration_ns != 0 && micros_differ(this.ts_ns, end) {
+            out.interval_between(this.ts_ns, end);
+            out.count(this.orig_bytes);
+            out.count(this.resp_bytes);
         } else {
             out.unset();
             out.unset();
             out.unset();
         }
-        out.string(self.conn_state.as_str().as_bytes());
-        match self.local_orig {
+        out.string(this.conn_state.as_str().as_bytes());
+        match this.local_orig {
             Some(v) => out.bool(v),
             None => out.unset(),
         }
-        match self.local_resp {
+        match this.local_resp {
             Some(v) => out.bool(v),
             None => out.unset(),
         }
-        out.count(self.missed_bytes);
-        if self.history.is_empty() {
+        out.count(this.missed_bytes);
+        if this.history.is_empty() {
             out.unset();
         } else {
-            out.string(self.history.as_str().as_bytes());
+            out.string(this.history.as_str().as_bytes());
         }
-        out.count(self.orig_pkts);
-        out.count(self.orig_ip_bytes);
-        out.count(self.resp_pkts);
-        out.count(self.resp_ip_bytes);
-        if self.tunnel_parents.iter().all(Option::is_none) {
+        out.count(this.orig_pkts);
+        out.count(this.orig_ip_bytes);
+        out.count(this.resp_pkts);
+        out.count(this.resp_ip_bytes);
+        if this.tunnel_parents.iter().all(Option::is_none) {
             out.unset();
         } else {
             out.strings(
-                self.tunnel_parents
+                this.tunnel_parents
                     .iter()
                     .flatten()
                     .map(|u| u.as_str().as_bytes()),
             );
         }
-        out.count(u64::from(self.ip_proto));
-        let cid = self.community_id.as_str();
+        out.count(u64::from(this.ip_proto));
+        let cid = this.community_id.as_str();
         if cid.is_empty() {
             out.unset();
         } else {
             out.string(cid.as_bytes());
         }
-        write_host(&self.names.orig, out);
-        write_host(&self.names.resp, out);
-        if let Some((_, extra)) = CONN_WITH_CONTEXT.get() {
+        let none = HostName::default();
+        let names = extra.map(|x| &x.names);
+        write_host(names.map_or(&none, |n| &n.orig), out);
+        write_host(names.map_or(&none, |n| &n.resp), out);
+        if let Some((_, n_extra)) = CONN_WITH_CONTEXT.get() {
             let std = STANDARD_COLUMNS.len();
-            write_context_columns(&self.context.orig, 0..std, out);
-            write_context_columns(&self.context.resp, 0..std, out);
-            write_context_columns(&self.context.orig, std..std + extra, out);
-            write_context_columns(&self.context.resp, std..std + extra, out);
+            let empty = EndContext::default();
+            let (o, r) = extra.map_or((&empty, &empty), |x| (&x.context.orig, &x.context.resp));
+            write_context_columns(o, 0..std, out);
+            write_context_columns(r, 0..std, out);
+            write_context_columns(o, std..std + n_extra, out);
+            write_context_columns(r, std..std + n_extra, out);
         }
     }
 }

@@ -142,7 +142,7 @@ impl Schema {
 /// A record of one log. `write_fields` calls exactly one value method (or one container) of
 /// the sink per column of `schema()`, in column order; [`FieldSink::unset`] stands for an
 /// unset (`&optional` and absent) column.
-pub trait LogRecord: Copy + Send + 'static {
+pub trait LogRecord {
     /// The log this record belongs to.
     fn schema() -> &'static Schema;
     /// Writes every column in schema order.

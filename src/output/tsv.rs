@@ -267,8 +267,6 @@ pub(crate) mod tests {
             tunnel_parents: [None, None],
             ip_proto: 6,
             community_id: CommunityId::default(),
-            names: Default::default(),
-            context: Default::default(),
         }
     }
 

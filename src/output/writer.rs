@@ -22,13 +22,15 @@
 //! ```
 
 use super::clock::Clock;
+use super::record::ConnLine;
 use super::schema::{LogRecord, Schema};
 use super::sink::dir::DirSink;
 use super::sink::stdout::{NullSink, StdoutSink};
 use super::sink::stream::{StreamSink, Target};
 use super::sink::{Sink, SinkCounters, SinkSpec, SinkStats};
 use super::{Encoding, Format, JsonTs};
-use crate::types::spsc::Consumer;
+use crate::types::record::{ConnExtra, ConnRecord, EXTRA_MAX};
+use crate::types::spsc::{Backoff, Chunk, Consumer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -168,12 +170,12 @@ trait LogInput: Send {
     fn is_finished(&self) -> bool;
 }
 
-struct Input<R: LogRecord> {
+struct Input<R: LogRecord + Copy + Send + 'static> {
     log: usize,
     queues: Vec<Consumer<R>>,
 }
 
-impl<R: LogRecord> LogInput for Input<R> {
+impl<R: LogRecord + Copy + Send + 'static> LogInput for Input<R> {
     fn drain(&mut self, out: &mut Outputs) -> Result<usize, OutputError> {
         let mut n = 0;
         for q in &self.queues {
@@ -188,6 +190,44 @@ impl<R: LogRecord> LogInput for Input<R> {
 
     fn is_finished(&self) -> bool {
         self.queues.iter().all(Consumer::is_finished)
+    }
+}
+
+/// conn.log's queues: each worker's records and, when names or inventories are on, the
+/// queue of what travels beside each record (one encoded [`ConnExtra`] per record, pushed
+/// before it), decoded into one scratch value here.
+struct ConnInput {
+    log: usize,
+    queues: Vec<(Consumer<ConnRecord>, Option<Consumer<Chunk>>)>,
+    extra: ConnExtra,
+    buf: Box<[u8; EXTRA_MAX]>,
+}
+
+impl LogInput for ConnInput {
+    fn drain(&mut self, out: &mut Outputs) -> Result<usize, OutputError> {
+        let mut n = 0;
+        for (q, extras) in &self.queues {
+            for _ in 0..BATCH {
+                let Some(rec) = q.pop() else { break };
+                let extra = match extras {
+                    Some(x) => {
+                        // Pushed before its record, so it is there; damaged bytes (never
+                        // written by a worker) leave the columns unset rather than wrong.
+                        let len = x.pop_msg(&mut self.buf[..]).unwrap_or(0);
+                        self.extra.decode(&self.buf[..len]);
+                        Some(&self.extra)
+                    }
+                    None => None,
+                };
+                out.write(self.log, &ConnLine { rec: &rec, extra })?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.queues.iter().all(|(q, _)| q.is_finished())
     }
 }
 
@@ -302,13 +342,41 @@ impl Writer {
 
     /// Adds a log and the queues its records arrive on (one per producer). Directory sinks
     /// create `<path>.log` now. Each log may be added once.
-    pub fn add_log<R: LogRecord>(&mut self, queues: Vec<Consumer<R>>) -> Result<(), OutputError> {
+    pub fn add_log<R: LogRecord + Copy + Send + 'static>(
+        &mut self,
+        queues: Vec<Consumer<R>>,
+    ) -> Result<(), OutputError> {
         let log = self.inputs.len();
         let schema: &'static Schema = R::schema();
         for s in &mut self.outputs.sinks {
             s.add_log(log, schema)?;
         }
         self.inputs.push(Box::new(Input { log, queues }));
+        Ok(())
+    }
+
+    /// Adds conn.log: each worker's record queue and, when names or inventories are on,
+    /// its queue of what travels beside each record (`extras` empty, or one per record queue
+    /// in the same order).
+    pub fn add_conn_log(
+        &mut self,
+        queues: Vec<Consumer<ConnRecord>>,
+        extras: Vec<Consumer<Chunk>>,
+    ) -> Result<(), OutputError> {
+        assert!(extras.is_empty() || extras.len() == queues.len());
+        let log = self.inputs.len();
+        let schema: &'static Schema = ConnLine::schema();
+        for s in &mut self.outputs.sinks {
+            s.add_log(log, schema)?;
+        }
+        let mut extras = extras.into_iter();
+        let queues = queues.into_iter().map(|q| (q, extras.next())).collect();
+        self.inputs.push(Box::new(ConnInput {
+            log,
+            queues,
+            extra: ConnExtra::default(),
+            buf: Box::new([0; EXTRA_MAX]),
+        }));
         Ok(())
     }
 
@@ -328,6 +396,7 @@ impl Writer {
     /// (waiting at most the flush timeout for stream sinks to deliver).
     pub fn run(mut self) -> Result<WriterReport, OutputError> {
         let mut idle = 0u32;
+        let mut wait = Backoff::new();
         let mut now = None;
         loop {
             if let Some((flag, _)) = &self.hup {
@@ -359,6 +428,7 @@ impl Writer {
             }
             if got > 0 {
                 idle = 0;
+                wait.reset();
                 continue;
             }
             if self.inputs.iter().all(|i| i.is_finished()) {
@@ -370,11 +440,7 @@ impl Writer {
                 }
             }
             idle = idle.saturating_add(1);
-            if idle < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(200));
-            }
+            wait.snooze();
         }
         let deadline = Instant::now() + self.flush_timeout;
         let mut first_err = Ok(());

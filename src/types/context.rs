@@ -117,6 +117,18 @@ impl EndContext {
         self.used == 0
     }
 
+    /// Forgets every value (keeps the buffer).
+    pub fn clear(&mut self) {
+        self.lens = [0; COLUMNS];
+        self.used = 0;
+    }
+
+    /// Every column's length and the values back to back (what [`EndContext::set_raw`]
+    /// takes).
+    pub fn raw(&self) -> (&[u8; COLUMNS], &[u8]) {
+        (&self.lens, &self.buf[..self.used as usize])
+    }
+
     /// Every column's value in order (`None` for unknown), for encoders.
     pub fn values(&self) -> impl Iterator<Item = Option<&[u8]>> + '_ {
         let mut start = 0usize;

@@ -5,9 +5,9 @@
 //! inventories are configured) come after Zeek's and never reuse a Zeek name. How a record is
 //! written (its schema and columns) is `output::record`'s business.
 
-use super::context::ConnContext;
+use super::context::{ConnContext, COLUMNS, END_ARENA};
 use super::key::Vlans;
-use super::name::{Name, NameSource};
+use super::name::{Name, NameSource, NAME_CAP};
 use std::net::IpAddr;
 
 /// A Zeek-style unique connection identifier: `C` followed by base62 digits.
@@ -384,12 +384,166 @@ pub struct ConnRecord {
     pub ip_proto: u8,
     /// `community_id` (ours, after Zeek's columns): Community ID v1, seed 0.
     pub community_id: CommunityId,
+    // The names and context columns are not here: they travel beside the record, as a
+    // [`ConnExtra`] encoded to the bytes it holds, only when names or inventories are on.
+}
+
+/// What a record carries beyond its own columns when names or inventories are on: the
+/// worker fills one in (it is its scratch space, never queued as it is) and sends it
+/// [`encode`](ConnExtra::encode)d — a few bytes per name and context value, not the
+/// fixed-size slots — on a queue beside the records; the writer decodes it into a scratch
+/// value of its own.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct ConnExtra {
     /// `orig_name`, `orig_name_src`, `resp_name`, `resp_name_src` (ours): the name each end
     /// had when the connection started and its source (`A`, `AAAA`, `CNAME`, `PTR`, `MDNS`,
     /// `LLMNR`, `SNI`, `HTTP`, `DHCP`); see `docs/names.md`.
     pub names: ConnNames,
     /// `orig_pod` ... `resp_vpc` and the extra `orig_<prefix>*`/`resp_<prefix>*` columns
     /// (ours, only when inventories are configured): what each end was when the connection
-    /// started; see `docs/context.md`. Filled in by the worker like the names.
+    /// started; see `docs/context.md`.
     pub context: ConnContext,
+}
+
+/// The longest encoded [`ConnExtra`]: per end a name (source, length, bytes) and a context
+/// (flag, column lengths, values).
+pub const EXTRA_MAX: usize = 2 * (2 + NAME_CAP) + 2 * (1 + COLUMNS + END_ARENA);
+
+impl ConnExtra {
+    /// Writes what this holds into `out`; returns the length (at least 4 bytes).
+    pub fn encode(&self, out: &mut [u8; EXTRA_MAX]) -> usize {
+        let mut n = 0;
+        for h in [&self.names.orig, &self.names.resp] {
+            match h.source {
+                None => {
+                    out[n] = 0;
+                    n += 1;
+                }
+                Some(src) => {
+                    let b = h.name.as_bytes();
+                    out[n] = src as u8 + 1;
+                    out[n + 1] = b.len() as u8;
+                    out[n + 2..n + 2 + b.len()].copy_from_slice(b);
+                    n += 2 + b.len();
+                }
+            }
+        }
+        for e in [&self.context.orig, &self.context.resp] {
+            if e.is_empty() {
+                out[n] = 0;
+                n += 1;
+                continue;
+            }
+            let (lens, bytes) = e.raw();
+            out[n] = 1;
+            out[n + 1..n + 1 + COLUMNS].copy_from_slice(lens);
+            n += 1 + COLUMNS;
+            out[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        }
+        n
+    }
+
+    /// Reads what [`ConnExtra::encode`] wrote. False (and `self` cleared) when the bytes are not
+    /// such an encoding.
+    pub fn decode(&mut self, b: &[u8]) -> bool {
+        self.clear();
+        let ok = self.decode_into(b).is_some();
+        if !ok {
+            self.clear();
+        }
+        ok
+    }
+
+    fn decode_into(&mut self, b: &[u8]) -> Option<()> {
+        let mut n = 0;
+        for h in [&mut self.names.orig, &mut self.names.resp] {
+            let tag = *b.get(n)?;
+            n += 1;
+            if tag == 0 {
+                continue;
+            }
+            h.source = Some(NameSource::from_u8(tag - 1)?);
+            let len = *b.get(n)? as usize;
+            h.name = Name::new(b.get(n + 1..n + 1 + len)?);
+            n += 1 + len;
+        }
+        for e in [&mut self.context.orig, &mut self.context.resp] {
+            let tag = *b.get(n)?;
+            n += 1;
+            if tag == 0 {
+                continue;
+            }
+            let lens: [u8; COLUMNS] = b.get(n..n + COLUMNS)?.try_into().ok()?;
+            n += COLUMNS;
+            let total: usize = lens.iter().map(|&l| l as usize).sum();
+            if total > END_ARENA {
+                return None;
+            }
+            e.set_raw(&lens, b.get(n..n + total)?);
+            n += total;
+        }
+        (n == b.len()).then_some(())
+    }
+
+    /// Forgets every name and value (keeps the buffers).
+    pub fn clear(&mut self) {
+        for h in [&mut self.names.orig, &mut self.names.resp] {
+            h.source = None;
+            h.name.clear();
+        }
+        self.context.orig.clear();
+        self.context.resp.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_round_trips_at_its_own_size() {
+        let mut x = ConnExtra::default();
+        let mut buf = [0u8; EXTRA_MAX];
+        // Nothing known: four bytes.
+        assert_eq!(x.encode(&mut buf), 4);
+        x.names.resp = HostName {
+            name: Name::new(b"www.example.com"),
+            source: Some(NameSource::Cname),
+        };
+        x.context.orig.push(0, b"web-7d4f");
+        x.context.orig.push(3, b"default/web");
+        let n = x.encode(&mut buf);
+        assert_eq!(n, 1 + 2 + 15 + 1 + COLUMNS + 8 + 11 + 1);
+        let mut y = ConnExtra::default();
+        y.names.orig.source = Some(NameSource::Ptr);
+        assert!(y.decode(&buf[..n]));
+        // Compared by what they hold (cleared buffers keep their old bytes).
+        let mut again = [0u8; EXTRA_MAX];
+        let m = y.encode(&mut again);
+        assert_eq!(&again[..m], &buf[..n]);
+        assert_eq!(y.names.resp.name.as_bytes(), b"www.example.com");
+        assert_eq!(y.context.orig.get(3), Some(&b"default/web"[..]));
+        // Longest case fits.
+        let long = [b'a'; NAME_CAP];
+        x.names.orig = HostName {
+            name: Name::new(&long),
+            source: Some(NameSource::Sni),
+        };
+        x.names.resp = x.names.orig;
+        x.context.orig.clear();
+        for c in 0..COLUMNS {
+            x.context.orig.push(c, &[b'v'; 200]);
+            x.context.resp.push(c, &[b'w'; 200]);
+        }
+        let n = x.encode(&mut buf);
+        assert!(n <= EXTRA_MAX);
+        assert!(y.decode(&buf[..n]));
+        let m = y.encode(&mut again);
+        assert_eq!(&again[..m], &buf[..n]);
+        // Damaged bytes: refused and cleared, never a panic.
+        assert!(!y.decode(&buf[..n - 1]));
+        assert_eq!(y.encode(&mut again), 4);
+        assert!(!y.decode(&[9, 200]));
+    }
 }
