@@ -547,3 +547,15 @@ mod tests {
         assert!(!y.decode(&[9, 200]));
     }
 }
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn record_size() {
+        eprintln!(
+            "ConnRecord {} bytes, ConnExtra {} bytes",
+            std::mem::size_of::<super::ConnRecord>(),
+            std::mem::size_of::<super::ConnExtra>()
+        );
+    }
+}

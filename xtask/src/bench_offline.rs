@@ -20,6 +20,13 @@ pub struct Args {
     /// Read the last criterion results instead of running the bench again.
     #[arg(long)]
     pub no_run: bool,
+    /// Also build the offline benchmark trace (`../shared/bench/mkbig.sh`: ~2M frames, 555k
+    /// connections; kept in target/bench/big) and time the whole processes on it.
+    #[arg(long)]
+    pub big: bool,
+    /// Only the whole-process comparison (skip the criterion pipeline bench).
+    #[arg(long)]
+    pub whole_only: bool,
 }
 
 /// One criterion result: the benchmark id, frames per iteration, mean ns per iteration.
@@ -32,6 +39,26 @@ struct Estimate {
 
 pub fn offline(args: Args) -> Result<()> {
     let root = workspace_root();
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => root.join("target/bench").join(format!(
+            "{}-offline",
+            crate::output(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?.trim()
+        )),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let (whole_md, whole_json) = whole_processes(&args, &root)?;
+    if args.whole_only {
+        std::fs::write(
+            dir.join("offline.json"),
+            serde_json::to_string_pretty(&whole_json)?,
+        )
+        .context("failed to write offline.json")?;
+        std::fs::write(dir.join("offline.md"), &whole_md).context("failed to write offline.md")?;
+        println!("{whole_md}");
+        println!("report: {}", dir.join("offline.md").display());
+        return Ok(());
+    }
     if !args.no_run {
         run(cargo().args(["bench", "--package", "nameflow", "--bench", "pipeline"]))
             .context("failed to run the pipeline bench")?;
@@ -97,20 +124,14 @@ pub fn offline(args: Args) -> Result<()> {
         ),
         None => "no `zeek` binary on PATH: the Zeek comparison was not run".to_string(),
     };
-    md.push_str(&format!("\n{zeek_note}.\n"));
+    md.push_str(&format!("\n{zeek_note}.\n\n"));
+    md.push_str(&whole_md);
     let report = json!({
-        "version": 1,
+        "version": 2,
         "traces": rows,
         "zeek": zeek_note,
+        "whole_process": whole_json,
     });
-    let dir = match args.out {
-        Some(d) => d,
-        None => root.join("target/bench").join(format!(
-            "{}-offline",
-            crate::output(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?.trim()
-        )),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     std::fs::write(
         dir.join("offline.json"),
         serde_json::to_string_pretty(&report)?,
@@ -212,4 +233,210 @@ fn zeek_rate(zeek: &Path, trace: &Path, frames: f64) -> Result<f64> {
         .arg("base/protocols/conn"))
     .context("zeek failed")?;
     Ok(frames / t.elapsed().as_secs_f64())
+}
+
+/// Traces the whole-process comparison runs on: real captures of the shared set (the nDPI
+/// ones ndpiReader knows best), and the mkbig trace with `--big`.
+const WHOLE_TRACES: [&str; 3] = ["1kxun.pcap", "alexa-app.pcapng", "android.pcap"];
+
+/// One tool's run on one file, from `/usr/bin/time`.
+struct Usage {
+    wall_s: f64,
+    cpu_s: f64,
+    max_rss_kb: u64,
+}
+
+/// Runs `cmd` under `/usr/bin/time` and reads back its CPU-seconds (user + system, every
+/// thread) and peak RSS.
+fn timed(cmd: &[&std::ffi::OsStr], cwd: &Path) -> Result<Usage> {
+    let out = cwd.join("time.txt");
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(&out)
+        .args(cmd)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("failed to run {:?}", cmd))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd);
+    }
+    let text = std::fs::read_to_string(&out).context("failed to read /usr/bin/time's output")?;
+    let last = text.lines().last().unwrap_or("");
+    let v: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() != 4 {
+        bail!("unexpected /usr/bin/time output {last:?}");
+    }
+    Ok(Usage {
+        wall_s: v[0],
+        cpu_s: v[1] + v[2],
+        max_rss_kb: v[3] as u64,
+    })
+}
+
+/// Frames in a capture, as nameflow counts them (its closing line).
+fn frames_of(nameflow: &Path, trace: &Path, scratch: &Path) -> Result<f64> {
+    let out = Command::new(nameflow)
+        .args(["read", "-w", "1", "--no-names", "-o"])
+        .arg(scratch.join("count"))
+        .arg(trace)
+        .output()
+        .context("failed to run nameflow read")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no frame count in nameflow's summary: {err}"))
+}
+
+/// `nameflow read -w 1` (names on, names off), `ndpiReader` and, when on PATH, `zeek -r`
+/// on the same files, one after the other: whole-process CPU-seconds, frames per CPU-second
+/// and the ratios to nameflow.
+fn whole_processes(args: &Args, root: &Path) -> Result<(String, Value)> {
+    crate::demo::ensure_packages(&["time", "libndpi-bin"])?;
+    let nameflow = crate::build_release_binary()?;
+    let mut files = Vec::new();
+    for t in WHOLE_TRACES {
+        if let Some(p) = find_trace(t) {
+            files.push(p);
+        }
+    }
+    if args.big {
+        files.push(big_trace(root)?);
+    }
+    if files.is_empty() {
+        bail!("no trace for the whole-process comparison: is ../shared there?");
+    }
+    let zeek = which("zeek");
+    let ndpi =
+        which("ndpiReader").context("ndpiReader not on PATH after installing libndpi-bin")?;
+    let scratch = tempfile::tempdir()?;
+    let s = scratch.path();
+    let mut md = String::from(
+        "## Whole processes, same files, one after the other\n\nCPU-seconds are user + system of every thread (`/usr/bin/time`); frames per CPU-second = frames / CPU-seconds. `nameflow read -w 1` writes JSON conn.log to a file; `ndpiReader -q -i FILE -C out.csv` runs DPI on every flow (one thread); `zeek -r FILE` with its default scripts when a `zeek` binary is on PATH.\n\n| file | frames | tool | CPU-s | wall s | peak RSS MiB | M frames / CPU-s | CPU-s / ndpiReader's |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut rows = Vec::new();
+    for f in &files {
+        let frames = frames_of(&nameflow, f, s)?;
+        let name = f
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let o = |x: &str| s.join(x).into_os_string();
+        let nf = nameflow.as_os_str().to_owned();
+        let fa = f.as_os_str().to_owned();
+        let runs: Vec<(&str, Vec<std::ffi::OsString>)> = {
+            let mut v = vec![
+                (
+                    "nameflow (names on)",
+                    vec![
+                        nf.clone(),
+                        "read".into(),
+                        "-w".into(),
+                        "1".into(),
+                        "-o".into(),
+                        o("on"),
+                        fa.clone(),
+                    ],
+                ),
+                (
+                    "nameflow (names off)",
+                    vec![
+                        nf.clone(),
+                        "read".into(),
+                        "-w".into(),
+                        "1".into(),
+                        "--no-names".into(),
+                        "-o".into(),
+                        o("off"),
+                        fa.clone(),
+                    ],
+                ),
+                (
+                    "ndpiReader",
+                    vec![
+                        ndpi.clone().into_os_string(),
+                        "-q".into(),
+                        "-i".into(),
+                        fa.clone(),
+                        "-C".into(),
+                        o("ndpi.csv"),
+                    ],
+                ),
+            ];
+            if let Some(z) = &zeek {
+                v.push((
+                    "zeek",
+                    vec![
+                        z.clone().into_os_string(),
+                        "-C".into(),
+                        "-r".into(),
+                        fa.clone(),
+                    ],
+                ));
+            }
+            v
+        };
+        let mut usages = Vec::new();
+        for (tool, cmd) in &runs {
+            let argv: Vec<&std::ffi::OsStr> = cmd.iter().map(|a| a.as_os_str()).collect();
+            let u = timed(&argv, s).with_context(|| format!("{tool} on {}", f.display()))?;
+            usages.push((*tool, u));
+        }
+        let ndpi_cpu = usages
+            .iter()
+            .find(|(t, _)| *t == "ndpiReader")
+            .map(|(_, u)| u.cpu_s);
+        for (tool, u) in &usages {
+            let mfps = frames / u.cpu_s.max(1e-3) / 1e6;
+            let vs = ndpi_cpu.map(|n| u.cpu_s / n.max(1e-3));
+            md.push_str(&format!(
+                "| {name} | {frames:.0} | {tool} | {:.2} | {:.2} | {:.1} | {mfps:.2} | {} |\n",
+                u.cpu_s,
+                u.wall_s,
+                u.max_rss_kb as f64 / 1024.0,
+                vs.map_or("n/a".into(), |v| format!("{v:.2}")),
+            ));
+            rows.push(json!({
+                "file": name,
+                "frames": frames,
+                "tool": tool,
+                "cpu_s": u.cpu_s,
+                "wall_s": u.wall_s,
+                "max_rss_kb": u.max_rss_kb,
+                "mframes_per_cpu_s": mfps,
+                "cpu_vs_ndpireader": vs,
+            }));
+        }
+    }
+    if zeek.is_none() {
+        md.push_str("\nNo `zeek` binary on PATH: Zeek was not timed.\n");
+    }
+    Ok((md, Value::Array(rows)))
+}
+
+/// The mkbig trace under target/bench/big, built once (needs wireshark-common's editcap).
+fn big_trace(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/bench/big");
+    let big = dir.join("big.pcap");
+    if big.is_file() {
+        return Ok(big);
+    }
+    let script = shared_dir()
+        .map(|d| d.join("bench/mkbig.sh"))
+        .filter(|p| p.is_file())
+        .context("../shared/bench/mkbig.sh not found")?;
+    crate::demo::ensure_packages(&["wireshark-common"])?;
+    run(Command::new("bash").arg(&script).arg(&dir)).with_context(|| {
+        format!(
+            "failed to build the benchmark trace with {}",
+            script.display()
+        )
+    })?;
+    Ok(big)
 }

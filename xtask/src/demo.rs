@@ -89,7 +89,7 @@ fn write_synthetic_trace(path: &Path) -> Result<()> {
 }
 
 /// Installs the missing packages when we are root; otherwise prints the command and fails.
-fn ensure_packages(packages: &[&str]) -> Result<()> {
+pub(crate) fn ensure_packages(packages: &[&str]) -> Result<()> {
     let mut missing = Vec::new();
     for p in packages {
         if !is_installed(p)? {
