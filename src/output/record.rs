@@ -384,7 +384,7 @@ pub struct ConnRecord {
     pub tunnel_parents: [Option<Uid>; MAX_TUNNEL_PARENTS],
     /// `ip_proto`: the IP protocol number.
     pub ip_proto: u8,
-    /// `community_id` (ours, after Zeek's columns): Community ID v1, seed 0.
+    /// `community_id` (ours, after Zeek's columns): Community ID v1 with `--community-id-seed` (default 0).
     pub community_id: CommunityId,
     /// `orig_name`, `orig_name_src`, `resp_name`, `resp_name_src` (ours): the name each end
     /// had when the connection started and its source (`A`, `AAAA`, `CNAME`, `PTR`, `MDNS`,
