@@ -7,7 +7,7 @@
 //!   defined). The Initial secret is HKDF-Extract(salt, client's Destination Connection ID);
 //!   the client's secret is HKDF-Expand-Label(secret, "client in"), and from it the AES-128-GCM
 //!   key, IV and header-protection key (RFC 9001 §5.2, §5.4). Google's Q050, T050 and T051
-//!   use the same scheme with salts of their own.
+//!   use the same scheme with salts of their own; Facebook's mvfst versions use draft-27's.
 //! - Google QUIC with a plaintext handshake (Q024..Q046): the CHLO message's tag-value map
 //!   carries the server name under tag `SNI`.
 //!
@@ -46,6 +46,8 @@ pub enum Version {
     /// Google QUIC T050 / T051: TLS-like Initial protection, a TLS ClientHello inside.
     T050,
     T051,
+    /// Facebook's mvfst (0xfaceb002, 0xfaceb00e): draft-27 Initials.
+    Mvfst(u32),
     /// Google QUIC Q0NN with a plaintext handshake (Q024..Q046).
     GooglePlain(u8),
     /// Anything else, kept as it came.
@@ -92,6 +94,7 @@ impl Version {
             0x5130_3530 => Version::Q050,
             0x5430_3530 => Version::T050,
             0x5430_3531 => Version::T051,
+            0xface_b002 | 0xface_b00e => Version::Mvfst(v),
             _ => {
                 // "Q0NN" in ASCII: the plaintext-handshake versions are Q024..Q046.
                 let b = v.to_be_bytes();
@@ -115,7 +118,7 @@ impl Version {
             // draft-33 and draft-34 already used the salt RFC 9001 kept.
             Version::Draft(33..=34) => &V1_SALT,
             Version::Draft(29..=32) => &DRAFT29_SALT,
-            Version::Draft(23..=28) => &DRAFT23_SALT,
+            Version::Draft(23..=28) | Version::Mvfst(_) => &DRAFT23_SALT,
             Version::Q050 => &Q050_SALT,
             Version::T050 => &T050_SALT,
             Version::T051 => &T051_SALT,
@@ -443,6 +446,7 @@ pub fn version_raw(v: Version) -> u32 {
         Version::Q050 => 0x5130_3530,
         Version::T050 => 0x5430_3530,
         Version::T051 => 0x5430_3531,
+        Version::Mvfst(v) => v,
         Version::GooglePlain(n) => u32::from_be_bytes([b'Q', b'0', b'0' + n / 10, b'0' + n % 10]),
         Version::Unknown(v) => v,
     }
@@ -742,7 +746,9 @@ mod tests {
             Version::Draft(27),
             Version::Draft(29),
             Version::Draft(34),
+            Version::Mvfst(0xface_b002),
             Version::Q050,
+            Version::T050,
             Version::T051,
         ] {
             let keys = InitialKeys::client(v, &dcid).unwrap();
