@@ -1,5 +1,6 @@
-//! A TLS client stream cut into TCP segments delivered in any order after the first: the
-//! reassembling reader must name exactly what the whole stream read at once names.
+//! A TLS client stream cut into TCP segments delivered in any order after the first (or, after
+//! a SYN, with the first last): the reassembling reader must name exactly what the whole
+//! stream read at once names.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -42,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 10 {
         return;
     }
-    let n = usize::from(data[0] % MAX_SEGMENTS as u8).max(1);
+    let n = usize::from((data[0] & 0x7f) % MAX_SEGMENTS as u8).max(1);
     let order = &data[1..9];
     let base = u32::from_le_bytes([data[9], data[9], 0xff, 0xff]);
     let stream = &data[10..];
@@ -59,12 +60,25 @@ fuzz_target!(|data: &[u8]| {
     for (i, o) in order.iter().enumerate() {
         if rest.len() > 1 {
             let j = usize::from(*o) % rest.len();
-            rest.swap(i % rest.len(), j);
+            let len = rest.len();
+            rest.swap(i % len, j);
         }
     }
     let mut reader = HelloReader::default();
     let mut got = Vec::new();
-    for (off, piece) in pieces.iter().take(1).chain(rest.iter()) {
+    // With byte 0's high bit: a SYN first, and the first piece last (overtaken by the rest).
+    let overtaken = data[0] & 0x80 != 0;
+    let mut sequence: Vec<(usize, &[u8])> = Vec::new();
+    if overtaken {
+        let (syn, _) = tcp(&[], base.wrapping_sub(1));
+        reader.syn(&syn, (40000, 443), base.wrapping_sub(1));
+        sequence.extend(rest.iter().copied());
+        sequence.extend(pieces.iter().take(1).copied());
+    } else {
+        sequence.extend(pieces.iter().take(1).copied());
+        sequence.extend(rest.iter().copied());
+    }
+    for (off, piece) in &sequence {
         let (p, seq) = tcp(piece, base.wrapping_add(*off as u32));
         reader.tcp(&p, (40000, 443), seq, 1, |name| got.push(name.to_vec()));
     }
@@ -73,8 +87,9 @@ fuzz_target!(|data: &[u8]| {
         Hello::Sni(name) => vec![name.to_vec()],
         _ => vec![],
     };
-    // A first segment too short to show a ClientHello's start starts no reassembly.
-    if pieces.first().is_some_and(|(_, p)| p.len() >= 6) {
+    // A first segment too short to show a ClientHello's start starts no reassembly, unless a
+    // SYN said where the stream starts and later pieces came first.
+    if (overtaken && pieces.len() > 1) || pieces.first().is_some_and(|(_, p)| p.len() >= 6) {
         assert_eq!(got, whole, "pieces {n}");
     }
 });

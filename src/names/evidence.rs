@@ -41,6 +41,8 @@ pub struct EvidenceCounters {
     pub reasm_evicted: u64,
     /// ClientHello reassemblies given up (beyond the byte, piece or packet bounds).
     pub reasm_abandoned: u64,
+    /// Client SYNs forgotten unused because the SYN memory (4096 per dispatcher) was full.
+    pub reasm_syns_forgotten: u64,
 }
 
 impl EvidenceCounters {
@@ -61,6 +63,7 @@ impl EvidenceCounters {
         self.hello_reassembled += o.hello_reassembled;
         self.reasm_evicted += o.reasm_evicted;
         self.reasm_abandoned += o.reasm_abandoned;
+        self.reasm_syns_forgotten += o.reasm_syns_forgotten;
     }
 }
 
@@ -139,6 +142,7 @@ impl EvidenceParser {
         c.hello_reassembled = h.reassembled;
         c.reasm_evicted = r.evicted;
         c.reasm_abandoned = r.abandoned;
+        c.reasm_syns_forgotten = h.syns_forgotten;
         c
     }
 
@@ -151,6 +155,19 @@ impl EvidenceParser {
         clk_ns: u64,
         mut emit: impl FnMut(Evidence),
     ) {
+        if let L4::Tcp {
+            src_port,
+            dst_port,
+            seq,
+            flags,
+            ..
+        } = p.l4
+        {
+            // A client's SYN: where its data starts, for segments that overtake the first.
+            if flags & 0x12 == 0x02 {
+                self.hellos.syn(p, (src_port, dst_port), seq);
+            }
+        }
         if p.payload.is_empty() {
             return;
         }

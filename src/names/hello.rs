@@ -10,6 +10,7 @@ use super::reasm::{Added, ReasmCounters, StreamKey, StreamTable, MAX_SEGMENTS, S
 use super::tls::{self, Hello};
 use crate::decode::quic::{self, Frame, Frames, InitialKeys, InitialPacket, Version};
 use crate::decode::Packet;
+use hashbrown::HashMap;
 
 /// Client Initials of one connection whose CRYPTO frames are reassembled.
 const MAX_INITIALS: u16 = 4;
@@ -20,6 +21,10 @@ const MAX_COALESCED: usize = 4;
 const MIN_INITIAL_DATAGRAM: usize = 1200;
 /// The largest UDP payload: the decryption scratch buffer holds any datagram.
 const MAX_DATAGRAM: usize = 65_536;
+/// Client SYNs remembered at once (where each connection's data starts), so a segment that
+/// overtakes the ClientHello's first segment can still be placed; beyond it the memory is
+/// cleared (counted).
+const MAX_SYNS: usize = 4096;
 
 /// What the reader counted.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -33,6 +38,8 @@ pub struct HelloCounters {
     /// ClientHellos reassembled from several packets and read to their end (with a name or
     /// without one).
     pub reassembled: u64,
+    /// Remembered SYNs forgotten unused because the SYN memory was full.
+    pub syns_forgotten: u64,
 }
 
 /// Reads ClientHellos across packets for one dispatcher.
@@ -43,7 +50,21 @@ pub struct HelloReader {
     scratch: Vec<u8>,
     /// Joined TLS record fragments ([`STREAM_CAP`] bytes once used).
     join: Vec<u8>,
+    /// Client 4-tuple → sequence number of its first data byte, from SYNs not yet followed by
+    /// data.
+    syns: HashMap<StreamKey, u32>,
     counters: HelloCounters,
+}
+
+/// The stream key of a client's TCP segment.
+fn tcp_key(p: &Packet<'_>, ports: (u16, u16)) -> StreamKey {
+    StreamKey {
+        client: p.src,
+        client_port: ports.0,
+        server: p.dst,
+        server_port: ports.1,
+        ip_proto: 6,
+    }
 }
 
 /// A name found, or what to do with the stream.
@@ -80,6 +101,19 @@ impl HelloReader {
         self.streams.counters()
     }
 
+    /// A client's SYN (no ACK) from `p.src` to `p.dst` with sequence number `seq`: remembers
+    /// where the connection's data starts.
+    pub fn syn(&mut self, p: &Packet<'_>, ports: (u16, u16), seq: u32) {
+        if self.syns.capacity() == 0 {
+            self.syns.reserve(MAX_SYNS);
+        }
+        if self.syns.len() >= MAX_SYNS {
+            self.counters.syns_forgotten += self.syns.len() as u64;
+            self.syns.clear();
+        }
+        self.syns.insert(tcp_key(p, ports), seq.wrapping_add(1));
+    }
+
     /// A TCP segment from `p.src` to `p.dst`: calls `found` with the host name of a
     /// ClientHello that this segment completes (alone or with earlier ones). Returns false when
     /// the segment is no part of a ClientHello (so other parsers may read it).
@@ -91,14 +125,23 @@ impl HelloReader {
         ts_ns: u64,
         mut found: impl FnMut(&[u8]),
     ) -> bool {
-        let key = StreamKey {
-            client: p.src,
-            client_port: ports.0,
-            server: p.dst,
-            server_port: ports.1,
-            ip_proto: 6,
-        };
+        let key = tcp_key(p, ports);
         let payload = p.payload;
+        if !self.syns.is_empty() && self.streams.find(&key).is_none() {
+            if let Some(&first) = self.syns.get(&key) {
+                self.syns.remove(&key);
+                let off = seq.wrapping_sub(first);
+                if off != 0 && (off as usize) < STREAM_CAP {
+                    // This segment overtook the connection's first data: keep it, in case the
+                    // first turns out to start a ClientHello (it is read when that comes).
+                    let slot = self.streams.start(key, first, ts_ns);
+                    let _ = self
+                        .streams
+                        .add(slot, seq, payload, ts_ns, true, MAX_SEGMENTS);
+                    return false;
+                }
+            }
+        }
         let slot = match self.streams.find(&key) {
             Some(i) => i,
             None => {
@@ -130,8 +173,11 @@ impl HelloReader {
             Added::Ignored => return true,
             Added::Prefix(prefix) => outcome(tls::records_hello(prefix, &mut self.join)),
         };
+        // A stream kept for a segment that overtook the first, whose first is no ClientHello:
+        // the segment is for other parsers (an HTTP request's Host).
+        let hello = !matches!(got, Outcome::Finished);
         self.settle(slot, got, false, &mut found);
-        true
+        hello
     }
 
     /// Acts on what a stream's prefix showed.
@@ -307,9 +353,14 @@ mod tests {
                         src_port,
                         dst_port,
                         seq,
+                        flags,
                         ..
                     } => {
-                        r.tcp(pkt, (src_port, dst_port), seq, f.ts_ns, push);
+                        if flags & 0x12 == 0x02 {
+                            r.syn(pkt, (src_port, dst_port), seq);
+                        } else if !pkt.payload.is_empty() {
+                            r.tcp(pkt, (src_port, dst_port), seq, f.ts_ns, push);
+                        }
                     }
                     crate::decode::L4::Udp { src_port, dst_port } => {
                         r.udp(pkt, (src_port, dst_port), f.ts_ns, push);
@@ -370,6 +421,38 @@ mod tests {
         assert_eq!(names, ["split.example"]);
         assert_eq!(r.counters().reassembled, 1);
         assert_eq!(r.reasm_counters().started, 1);
+    }
+
+    #[test]
+    fn a_segment_that_overtakes_the_first_is_kept_after_a_syn() {
+        let ch = big_hello("late.example", 2000);
+        let c: SocketAddr = "198.18.0.1:40001".parse().unwrap();
+        let s: SocketAddr = "198.18.3.3:443".parse().unwrap();
+        let mut t = Trace::new();
+        t.tcp_segment(1, c, s, 0x02, 999, 0, b"");
+        t.tcp_segment(2, c, s, 0x18, 1000 + 1200, 1, &ch[1200..]);
+        t.tcp_segment(3, c, s, 0x18, 1000, 1, &ch[..1200]);
+        // Without the SYN the overtaking segment cannot be placed.
+        let c2: SocketAddr = "198.18.0.1:40002".parse().unwrap();
+        t.tcp_segment(4, c2, s, 0x18, 5000 + 1200, 1, &ch[1200..]);
+        t.tcp_segment(5, c2, s, 0x18, 5000, 1, &ch[..1200]);
+        // A plain HTTP connection after a SYN still reaches the other parsers.
+        let c3: SocketAddr = "198.18.0.1:40003".parse().unwrap();
+        t.tcp_segment(6, c3, s, 0x02, 99, 0, b"");
+        t.tcp_segment(7, c3, s, 0x18, 110, 1, b"more");
+        let (names, r) = names_of(&t);
+        assert_eq!(names, ["late.example"]);
+        assert_eq!(r.counters().reassembled, 1);
+        let mut r = r;
+        let http = b"GET / HTTP/1.1\r\nHost:";
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut t2 = Trace::new();
+        t2.tcp_segment(8, c3, s, 0x18, 100, 1, http);
+        for f in t2.frames() {
+            let _ = d.decode(t2.link(), f.ts_ns, &f.data, |pkt| {
+                assert!(!r.tcp(pkt, (40003, 443), 100, 8, |_| panic!("no name")));
+            });
+        }
     }
 
     fn quic_datagram(v: Version, dcid: &[u8], pn: u32, frames: &[u8]) -> Vec<u8> {

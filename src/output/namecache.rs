@@ -137,6 +137,7 @@ pub static NAMECACHE: Schema = Schema::new(
         Field::new("hello_reassembled", ZeekType::Count),
         Field::new("reasm_evicted", ZeekType::Count),
         Field::new("reasm_abandoned", ZeekType::Count),
+        Field::new("reasm_syns_forgotten", ZeekType::Count),
     ],
 );
 
@@ -189,5 +190,6 @@ impl LogRecord for NameCacheRecord {
         out.count(self.evidence.hello_reassembled);
         out.count(self.evidence.reasm_evicted);
         out.count(self.evidence.reasm_abandoned);
+        out.count(self.evidence.reasm_syns_forgotten);
     }
 }
