@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         max_frag_bytes: 1 << 16,
         frag_timeout_ns: 1_000_000_000,
         max_tunnel_depth: 2,
+        vlan_key: false,
     });
     let mut evidence = EvidenceParser::new();
     let mut ts_ns = 1_000_000_000u64;

@@ -98,6 +98,11 @@ pub struct FlowArgs {
     /// connections, and conn.log gets `id.ctx.vlan` and `id.ctx.inner_vlan` after `id.resp_p`.
     #[arg(long, value_enum, value_name = "KEY", default_value = "default")]
     pub conn_key: ConnKeyArg,
+    /// Seed of conn.log's community_id (0-65535), as Zeek's `CommunityID::seed` and
+    /// Suricata's `community-id-seed`: use the seed the site's other tools use, so one flow
+    /// has one id across them.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub community_id_seed: u16,
 }
 
 /// `--conn-key`: Zeek's connection key factories.
@@ -122,6 +127,7 @@ impl FlowArgs {
         Ok(FlowConfig {
             max_flows: self.max_flows,
             local_nets,
+            community_id_seed: self.community_id_seed,
             ..FlowConfig::default()
         })
     }

@@ -501,7 +501,7 @@ mod tests {
     fn file_options_are_inserted_and_flags_win() {
         let (_d, p) = write(
             "[capture]\ninterface = \"eth9\"\nring_size = 4096\nbypass = [\"198.18.0.0/16\"]\n\
-             drop_non_ip = true\n[flow]\nmax_flows = 77\nconn_key = \"vlan\"\n[names]\n\
+             drop_non_ip = true\n[flow]\nmax_flows = 77\nconn_key = \"vlan\"\ncommunity_id_seed = 7\n[names]\n\
              max_entries = 5\n",
         );
         let cfg = p.to_str().unwrap();
@@ -525,6 +525,7 @@ mod tests {
         assert!(s.contains("\"198.18.0.0/16\""), "{s}");
         assert!(s.contains("max_flows: 77"), "{s}");
         assert!(s.contains("conn_key: Vlan"), "{s}");
+        assert!(s.contains("community_id_seed: 7"), "{s}");
         assert!(s.contains("name_max_entries: 5"), "{s}");
         // The [capture] section does not reach `read`.
         let (out, _) =
@@ -559,6 +560,10 @@ mod tests {
             ("[capture]\nring_szie = 4096\n", "capture.ring_szie"),
             ("[flow]\nmax_flows = 0\n", "flow.max_flows"),
             ("[flow]\nconn_key = \"vxlan\"\n", "flow.conn_key"),
+            (
+                "[flow]\ncommunity_id_seed = 65536\n",
+                "flow.community_id_seed",
+            ),
             ("[capture]\nring_size = \"big\"\n", "capture.ring_size"),
             ("[capture]\nxdp_mode = \"turbo\"\n", "capture.xdp_mode"),
             ("[capture]\nforce = \"yes\"\n", "capture.force"),

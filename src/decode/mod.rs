@@ -220,6 +220,7 @@ pub struct DecodeCounters {
 mod frag;
 mod imp;
 mod link;
+pub mod quic;
 mod tunnel;
 mod wire;
 pub use imp::Decoder;

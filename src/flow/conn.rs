@@ -1061,7 +1061,7 @@ impl Conn {
             tunnel_parents: self.parents,
             ip_proto: self.ip_proto,
             community_id: community_id(
-                0,
+                cfg.community_id_seed,
                 self.ip_proto,
                 self.orig,
                 self.orig_port,

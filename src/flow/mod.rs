@@ -60,6 +60,9 @@ pub struct FlowConfig {
     pub local_nets: LocalNets,
     /// Seed mixed into uids so that different sensors give different uids.
     pub uid_seed: u64,
+    /// Community ID seed (`--community-id-seed`, Zeek's `CommunityID::seed`, Suricata's
+    /// `community-id-seed`): hashed first, so sites that share a seed share ids.
+    pub community_id_seed: u16,
 }
 
 impl Default for FlowConfig {
@@ -77,6 +80,7 @@ impl Default for FlowConfig {
             max_flows: 1 << 20,
             local_nets: LocalNets::zeek_default(),
             uid_seed: 0,
+            community_id_seed: 0,
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use super::dhcp;
 use super::dns::{self, rtype, Message, Parsed};
+use super::hello::HelloReader;
 use super::http;
-use super::tls;
 use super::{Evidence, Name, NameSource};
 use crate::decode::{Packet, L4};
 use std::net::IpAddr;
@@ -29,6 +29,20 @@ pub struct EvidenceCounters {
     pub dns_malformed: u64,
     /// Evidence beyond [`MAX_PER_PACKET`] in one packet, not produced.
     pub cut: u64,
+    /// SNI evidence read from QUIC (IETF or Google), also counted under `SNI` in `by_source`.
+    pub sni_quic: u64,
+    /// QUIC client Initial packets decrypted.
+    pub quic_initials: u64,
+    /// QUIC Initial packets that did not open with client keys (server Initials, damage).
+    pub quic_undecryptable: u64,
+    /// ClientHellos reassembled from several packets (TCP or QUIC) and read to their end.
+    pub hello_reassembled: u64,
+    /// ClientHello reassemblies evicted unfinished (the per-dispatcher table was full).
+    pub reasm_evicted: u64,
+    /// ClientHello reassemblies given up (beyond the byte, piece or packet bounds).
+    pub reasm_abandoned: u64,
+    /// Client SYNs forgotten unused because the SYN memory (4096 per dispatcher) was full.
+    pub reasm_syns_forgotten: u64,
 }
 
 impl EvidenceCounters {
@@ -43,14 +57,23 @@ impl EvidenceCounters {
         self.dns_responses += o.dns_responses;
         self.dns_malformed += o.dns_malformed;
         self.cut += o.cut;
+        self.sni_quic += o.sni_quic;
+        self.quic_initials += o.quic_initials;
+        self.quic_undecryptable += o.quic_undecryptable;
+        self.hello_reassembled += o.hello_reassembled;
+        self.reasm_evicted += o.reasm_evicted;
+        self.reasm_abandoned += o.reasm_abandoned;
+        self.reasm_syns_forgotten += o.reasm_syns_forgotten;
     }
 }
 
-/// Turns packets into evidence. Holds only counters: all parsing works on the packet's bytes
-/// and stack buffers.
+/// Turns packets into evidence. Parsing works on the packet's bytes and stack buffers; the
+/// one piece of state is the bounded reassembly of ClientHellos that span packets
+/// ([`HelloReader`]).
 #[derive(Default)]
 pub struct EvidenceParser {
     counters: EvidenceCounters,
+    hellos: HelloReader,
 }
 
 /// Collects evidence of one packet under the per-packet bound.
@@ -110,7 +133,17 @@ impl EvidenceParser {
     }
 
     pub fn counters(&self) -> EvidenceCounters {
-        self.counters
+        let mut c = self.counters;
+        let h = self.hellos.counters();
+        let r = self.hellos.reasm_counters();
+        c.sni_quic = h.sni_quic;
+        c.quic_initials = h.quic_initials;
+        c.quic_undecryptable = h.quic_undecryptable;
+        c.hello_reassembled = h.reassembled;
+        c.reasm_evicted = r.evicted;
+        c.reasm_abandoned = r.abandoned;
+        c.reasm_syns_forgotten = h.syns_forgotten;
+        c
     }
 
     /// Calls `emit` for every mapping `p` proves. `clk_ns` is the dispatcher's clock (see
@@ -122,6 +155,19 @@ impl EvidenceParser {
         clk_ns: u64,
         mut emit: impl FnMut(Evidence),
     ) {
+        if let L4::Tcp {
+            src_port,
+            dst_port,
+            seq,
+            flags,
+            ..
+        } = p.l4
+        {
+            // A client's SYN: where its data starts, for segments that overtake the first.
+            if flags & 0x12 == 0x02 {
+                self.hellos.syn(p, (src_port, dst_port), seq);
+            }
+        }
         if p.payload.is_empty() {
             return;
         }
@@ -142,10 +188,23 @@ impl EvidenceParser {
                     }
                     return;
                 }
+                if src_port != DNS_PORT
+                    && dst_port != DNS_PORT
+                    && self.hellos.udp(p, (src_port, dst_port), ts_ns, |host| {
+                        if plausible_host(host) {
+                            out.push(p.dst, Name::new(host), NameSource::Sni, 0, Some(p.src));
+                        }
+                    })
+                {
+                    return;
+                }
                 dns_evidence(p.payload, src_port, dst_port, p.dst, &mut out);
             }
             L4::Tcp {
-                src_port, dst_port, ..
+                src_port,
+                dst_port,
+                seq,
+                ..
             } => {
                 if src_port == DNS_PORT || dst_port == DNS_PORT {
                     if let Some(m) = dns::tcp_message(p.payload) {
@@ -153,11 +212,17 @@ impl EvidenceParser {
                     }
                     return;
                 }
-                if let Some(host) = tls::client_hello_sni(p.payload) {
-                    if plausible_host(host) {
-                        out.push(p.dst, Name::new(host), NameSource::Sni, 0, Some(p.src));
-                    }
-                } else if let Some(host) = http::request_host(p.payload) {
+                let hello = self
+                    .hellos
+                    .tcp(p, (src_port, dst_port), seq, ts_ns, |host| {
+                        if plausible_host(host) {
+                            out.push(p.dst, Name::new(host), NameSource::Sni, 0, Some(p.src));
+                        }
+                    });
+                if hello {
+                    return;
+                }
+                if let Some(host) = http::request_host(p.payload) {
                     if plausible_host(host) {
                         out.push(p.dst, Name::new(host), NameSource::Http, 0, Some(p.src));
                     }

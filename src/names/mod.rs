@@ -2,7 +2,10 @@
 //!
 //! - [`evidence`]: what proves a name, parsed at dispatch from the full payload (DNS over UDP
 //!   and TCP, mDNS, LLMNR, TLS ClientHello SNI, HTTP Host, DHCP host name) into fixed-size
-//!   `Copy` [`Evidence`] values; the wire views are in [`dns`], [`tls`], [`http`], [`dhcp`].
+//!   `Copy` [`Evidence`] values; the wire views are in [`dns`], [`tls`], [`http`], [`dhcp`]
+//!   (and QUIC's in `crate::decode::quic`).
+//! - [`hello`], [`reasm`]: ClientHellos that span packets (TLS over TCP segments, QUIC
+//!   Initials), reassembled in a bounded per-dispatcher table.
 //! - [`cache`]: one worker's replica: a bounded, LRU-evicted table of addresses, each with a
 //!   short history of names in packet-time order, so a lookup answers "as of" an instant.
 //! - [`bucket`]: the token bucket that bounds how fast one worker replicates.
@@ -20,8 +23,10 @@ pub mod dhcp;
 pub mod dns;
 pub mod dnslog;
 pub mod evidence;
+pub mod hello;
 pub mod http;
 pub mod mesh;
+pub mod reasm;
 pub mod snapshot;
 pub mod tls;
 

@@ -131,6 +131,13 @@ pub static NAMECACHE: Schema = Schema::new(
         Field::new("ev_dhcp", ZeekType::Count),
         Field::new("dns_malformed", ZeekType::Count),
         Field::new("ev_cut", ZeekType::Count),
+        Field::new("ev_sni_quic", ZeekType::Count),
+        Field::new("quic_initials", ZeekType::Count),
+        Field::new("quic_undecryptable", ZeekType::Count),
+        Field::new("hello_reassembled", ZeekType::Count),
+        Field::new("reasm_evicted", ZeekType::Count),
+        Field::new("reasm_abandoned", ZeekType::Count),
+        Field::new("reasm_syns_forgotten", ZeekType::Count),
     ],
 );
 
@@ -177,5 +184,12 @@ impl LogRecord for NameCacheRecord {
         }
         out.count(self.evidence.dns_malformed);
         out.count(self.evidence.cut);
+        out.count(self.evidence.sni_quic);
+        out.count(self.evidence.quic_initials);
+        out.count(self.evidence.quic_undecryptable);
+        out.count(self.evidence.hello_reassembled);
+        out.count(self.evidence.reasm_evicted);
+        out.count(self.evidence.reasm_abandoned);
+        out.count(self.evidence.reasm_syns_forgotten);
     }
 }

@@ -382,7 +382,7 @@ pub struct ConnRecord {
     pub tunnel_parents: [Option<Uid>; MAX_TUNNEL_PARENTS],
     /// `ip_proto`: the IP protocol number.
     pub ip_proto: u8,
-    /// `community_id` (ours, after Zeek's columns): Community ID v1, seed 0.
+    /// `community_id` (ours, after Zeek's columns): Community ID v1 with `--community-id-seed` (default 0).
     pub community_id: CommunityId,
     // The names and context columns are not here: they travel beside the record, as a
     // [`ConnExtra`] encoded to the bytes it holds, only when names or inventories are on.

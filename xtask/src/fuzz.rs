@@ -19,6 +19,8 @@ const TARGETS: &[(&str, usize)] = &[
     ("decode", 16 * 1024),
     ("dns", 4096),
     ("tls_sni", 4096),
+    ("tls_reasm", 16 * 1024),
+    ("quic_initial", 4096),
     ("http_host", 4096),
     ("pcap", 64 * 1024),
     ("config", 8192),
@@ -256,6 +258,8 @@ struct Seeds {
     decode: Vec<Vec<u8>>,
     dns: Vec<Vec<u8>>,
     tls: Vec<Vec<u8>>,
+    tls_reasm: Vec<Vec<u8>>,
+    quic: Vec<Vec<u8>>,
     http: Vec<Vec<u8>>,
     pcap: Vec<Vec<u8>>,
     config: Vec<Vec<u8>>,
@@ -324,7 +328,14 @@ impl Seeds {
         if dns_port(sport) || dns_port(dport) {
             self.dns.push(payload.to_vec());
         } else if payload[0] == 0x16 && payload.len() > 5 {
+            // The reassembly target reads ten bytes of cutting instructions first.
+            let mut cut = vec![3, 1, 2, 0, 4, 5, 6, 7, 0, 0];
+            cut.extend_from_slice(payload);
+            self.tls_reasm.push(cut);
             self.tls.push(payload.to_vec());
+        } else if payload.len() >= 1200 && (payload[0] & 0x80 != 0 || payload[0] & 0x09 == 0x09) {
+            // QUIC Initials and Google QUIC CHLOs.
+            self.quic.push(payload.to_vec());
         } else {
             // The http_host target also reads DHCP: seed it with both.
             let dhcp = [67, 68].contains(&sport) || [67, 68].contains(&dport);
@@ -351,6 +362,8 @@ impl Seeds {
             "decode" => &self.decode,
             "dns" => &self.dns,
             "tls_sni" => &self.tls,
+            "tls_reasm" => &self.tls_reasm,
+            "quic_initial" => &self.quic,
             "http_host" => &self.http,
             "pcap" => &self.pcap,
             "config" => &self.config,
