@@ -72,7 +72,7 @@ fn records(n: usize) -> Vec<ConnRecord> {
                     [None, None]
                 },
                 ip_proto,
-                community_id: CommunityId::from_str_lossy("1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+                community_id: CommunityId::from_digest([0xa5; 20]),
             }
         })
         .collect()

@@ -249,7 +249,7 @@ fn record(i: u64) -> ConnRecord {
         resp_ip_bytes: 2300,
         tunnel_parents: [None, None],
         ip_proto: 6,
-        community_id: CommunityId::from_str_lossy("1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+        community_id: CommunityId::from_digest([0xa5; 20]),
     }
 }
 

@@ -18,8 +18,6 @@
 //! the code as destination port and are never reordered, which keeps the sender first.
 
 use crate::types::record::CommunityId;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
@@ -86,17 +84,7 @@ pub fn community_id(
         h.update(a_port.to_be_bytes());
         h.update(b_port.to_be_bytes());
     }
-    let digest = h.finalize();
-
-    // "1:" plus 28 base64 characters for the 20-byte digest: 30 bytes, encoded into a stack
-    // buffer so computing an id never allocates.
-    let mut buf = [0u8; 30];
-    buf[..2].copy_from_slice(b"1:");
-    let n = STANDARD
-        .encode_slice(digest, &mut buf[2..])
-        .unwrap_or_default();
-    let text = std::str::from_utf8(&buf[..2 + n]).unwrap_or("");
-    CommunityId::from_str_lossy(text)
+    CommunityId::from_digest(h.finalize().into())
 }
 
 fn update_addr(h: &mut Sha1, addr: IpAddr) {
@@ -135,6 +123,7 @@ mod tests {
             dport,
             icmp,
         )
+        .text()
         .as_str()
         .to_string()
     }

@@ -61,6 +61,6 @@ mod tests {
             conn_uid(1, &tagged, 5),
             "VLAN ids in the key must matter"
         );
-        assert!(a.as_str().starts_with('C'));
+        assert!(a.text().as_str().starts_with('C'));
     }
 }

@@ -217,7 +217,7 @@ impl LogRecord for DnsRecord {
 
     fn write_fields<S: FieldSink>(&self, out: &mut S) {
         out.time(self.ts_ns);
-        out.string(self.uid.as_str().as_bytes());
+        out.string(self.uid.text().as_str().as_bytes());
         out.addr(self.orig_h);
         out.port(self.orig_p);
         out.addr(self.resp_h);

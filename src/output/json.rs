@@ -338,7 +338,7 @@ mod tests {
         rec2.local_orig = None;
         rec2.history = History::default();
         rec2.tunnel_parents = [Some(Uid::from_bits(7, 7)), None];
-        rec2.community_id = CommunityId::from_str_lossy("1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+        rec2.community_id = CommunityId::from_digest([0xa5; 20]);
         rec2.orig_h = "fd00::10".parse().unwrap();
         rec2.resp_h = "fd00::20".parse().unwrap();
         assert_same_as_tsv(&rec2);

@@ -207,7 +207,7 @@ impl LogRecord for ConnLine<'_> {
         let extra = self.extra;
         let this = self.rec;
         out.time(this.ts_ns);
-        out.string(this.uid.as_str().as_bytes());
+        out.string(this.uid.text().as_str().as_bytes());
         out.addr(this.orig_h);
         out.port(this.orig_p);
         out.addr(this.resp_h);
@@ -276,15 +276,12 @@ impl LogRecord for ConnLine<'_> {
         if this.tunnel_parents.iter().all(Option::is_none) {
             out.unset();
         } else {
-            out.strings(
-                this.tunnel_parents
-                    .iter()
-                    .flatten()
-                    .map(|u| u.as_str().as_bytes()),
-            );
+            let texts = this.tunnel_parents.map(|u| u.map(|u| u.text()));
+            out.strings(texts.iter().flatten().map(|t| t.as_str().as_bytes()));
         }
         out.count(u64::from(this.ip_proto));
-        let cid = this.community_id.as_str();
+        let cid = this.community_id.text();
+        let cid = cid.as_str();
         if cid.is_empty() {
             out.unset();
         } else {
@@ -313,9 +310,12 @@ mod tests {
     #[test]
     fn uid_starts_with_c_and_is_base62() {
         let uid = Uid::from_bits(u64::MAX, u32::MAX);
-        assert!(uid.as_str().starts_with('C'));
-        assert!(uid.as_str()[1..].bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert_eq!(Uid::from_bits(0, 0).as_str(), "C00");
+        assert!(uid.text().as_str().starts_with('C'));
+        assert!(uid.text().as_str()[1..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(Uid::from_bits(0, 0).text().as_str(), "C00");
+        assert_eq!(Uid::default().text().as_str(), "");
     }
 
     #[test]

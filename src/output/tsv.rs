@@ -358,13 +358,13 @@ pub(crate) mod tests {
         rec.history = History::default();
         rec.local_orig = None;
         rec.proto = Transport::Udp;
-        rec.community_id = CommunityId::from_str_lossy("1:abc");
+        rec.community_id = CommunityId::from_digest([0; 20]);
         let line = encode_line(&rec);
         let cols: Vec<&str> = line.trim_end().split('\t').collect();
         assert_eq!(cols[7..12], ["-", "-", "-", "-", "SF"]);
         assert_eq!(cols[12], "-");
         assert_eq!(cols[15], "-");
-        assert_eq!(cols[22], "1:abc");
+        assert_eq!(cols[22], "1:AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     }
 
     #[test]

@@ -10,56 +10,78 @@ use super::key::Vlans;
 use super::name::{Name, NameSource, NAME_CAP};
 use std::net::IpAddr;
 
-/// A Zeek-style unique connection identifier: `C` followed by base62 digits.
+/// A Zeek-style unique connection identifier: `C` followed by base62 digits of 96 bits. The
+/// bits are what a record carries; the text is made when a log line is written
+/// ([`Uid::text`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Uid {
+    hi: u64,
+    lo: u32,
+    set: bool,
+}
+
+/// A uid as text, on the stack: `C` and at most 11 + 6 base62 digits.
+#[derive(Clone, Copy)]
+pub struct UidText {
     len: u8,
     buf: [u8; 24],
 }
 
+impl UidText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and letters are ever written into `buf`.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
 impl Uid {
-    /// Builds a uid from 96 bits of hash output, as `C` + base62 digits (like Zeek's).
+    /// A uid from 96 bits of hash output.
     pub fn from_bits(hi: u64, lo: u32) -> Uid {
+        Uid { hi, lo, set: true }
+    }
+
+    /// The uid as Zeek writes it: `C` + base62 digits of each part (empty when unset).
+    pub fn text(&self) -> UidText {
         const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut uid = Uid::default();
-        uid.buf[0] = b'C';
-        uid.len = 1;
-        for mut part in [hi, u64::from(lo)] {
-            let start = uid.len as usize;
+        let mut t = UidText {
+            len: 0,
+            buf: [0; 24],
+        };
+        if !self.set {
+            return t;
+        }
+        t.buf[0] = b'C';
+        t.len = 1;
+        for mut part in [self.hi, u64::from(self.lo)] {
+            let start = t.len as usize;
             loop {
-                uid.buf[uid.len as usize] = DIGITS[(part % 62) as usize];
-                uid.len += 1;
+                t.buf[t.len as usize] = DIGITS[(part % 62) as usize];
+                t.len += 1;
                 part /= 62;
                 if part == 0 {
                     break;
                 }
             }
-            uid.buf[start..uid.len as usize].reverse();
+            t.buf[start..t.len as usize].reverse();
         }
-        uid
-    }
-
-    /// The uid as text.
-    pub fn as_str(&self) -> &str {
-        // Only ASCII digits and letters are ever written into `buf`.
-        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+        t
     }
 
     /// True for the default (never assigned) uid.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        !self.set
     }
 }
 
 impl std::fmt::Debug for Uid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.text().as_str())
     }
 }
 
 impl std::fmt::Display for Uid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -233,8 +255,9 @@ impl ConnState {
 }
 
 /// Maximum length of a history string. Zeek records each letter at most a handful of times
-/// (repeats are log-scaled), so real histories stay far below this.
-pub const HISTORY_CAP: usize = 64;
+/// (repeats are log-scaled), so real histories stay far below this (the longest in the shared
+/// Zeek references is 12 letters).
+pub const HISTORY_CAP: usize = 40;
 
 /// Zeek's `history` string, stored inline.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -278,32 +301,55 @@ impl std::fmt::Debug for History {
     }
 }
 
-/// A Community ID v1 string (`1:` + base64 of a SHA-1 digest: always 30 characters).
+/// A Community ID v1: the SHA-1 digest a record carries; the text (`1:` + base64 of the
+/// digest, always 30 characters) is made when a log line is written ([`CommunityId::text`]).
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommunityId {
-    len: u8,
-    buf: [u8; 32],
+    digest: [u8; 20],
+    set: bool,
 }
 
-impl CommunityId {
-    /// Wraps an already formatted id; text longer than 32 bytes is cut.
-    pub fn from_str_lossy(s: &str) -> CommunityId {
-        let mut id = CommunityId::default();
-        let n = s.len().min(id.buf.len());
-        id.buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-        id.len = n as u8;
-        id
-    }
+/// A Community ID as text, on the stack.
+#[derive(Clone, Copy)]
+pub struct CommunityIdText {
+    len: u8,
+    buf: [u8; 30],
+}
 
-    /// The id as text (empty when not computed).
+impl CommunityIdText {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
     }
 }
 
+impl CommunityId {
+    /// The id of a digest.
+    pub fn from_digest(digest: [u8; 20]) -> CommunityId {
+        CommunityId { digest, set: true }
+    }
+
+    /// `1:` + base64 of the digest; empty when not computed.
+    pub fn text(&self) -> CommunityIdText {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        let mut t = CommunityIdText {
+            len: 0,
+            buf: [0; 30],
+        };
+        if self.set {
+            t.buf[..2].copy_from_slice(b"1:");
+            let n = STANDARD
+                .encode_slice(self.digest, &mut t.buf[2..])
+                .unwrap_or_default();
+            t.len = (2 + n) as u8;
+        }
+        t
+    }
+}
+
 impl std::fmt::Debug for CommunityId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -550,12 +596,11 @@ mod tests {
 
 #[cfg(test)]
 mod size {
+    /// What crosses from a worker to the writer for every connection: at most 256 bytes
+    /// without names or context (they travel beside it, at their own size).
     #[test]
-    fn record_size() {
-        eprintln!(
-            "ConnRecord {} bytes, ConnExtra {} bytes",
-            std::mem::size_of::<super::ConnRecord>(),
-            std::mem::size_of::<super::ConnExtra>()
-        );
+    fn a_record_is_at_most_256_bytes() {
+        let n = std::mem::size_of::<super::ConnRecord>();
+        assert!(n <= 256, "ConnRecord is {n} bytes");
     }
 }

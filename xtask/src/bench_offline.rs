@@ -239,6 +239,9 @@ fn zeek_rate(zeek: &Path, trace: &Path, frames: f64) -> Result<f64> {
 /// ones ndpiReader knows best), and the mkbig trace with `--big`.
 const WHOLE_TRACES: [&str; 3] = ["1kxun.pcap", "alexa-app.pcapng", "android.pcap"];
 
+/// The shortest run whose CPU time is a figure (`/usr/bin/time` counts in 10 ms steps).
+const MIN_CPU_S: f64 = 0.1;
+
 /// One tool's run on one file, from `/usr/bin/time`.
 struct Usage {
     wall_s: f64,
@@ -393,13 +396,16 @@ fn whole_processes(args: &Args, root: &Path) -> Result<(String, Value)> {
             .find(|(t, _)| *t == "ndpiReader")
             .map(|(_, u)| u.cpu_s);
         for (tool, u) in &usages {
-            let mfps = frames / u.cpu_s.max(1e-3) / 1e6;
-            let vs = ndpi_cpu.map(|n| u.cpu_s / n.max(1e-3));
+            // `/usr/bin/time` counts in 10 ms steps: a run shorter than this is not a figure.
+            let timed_ok = u.cpu_s >= MIN_CPU_S && ndpi_cpu.is_some_and(|n| n >= MIN_CPU_S);
+            let mfps = (u.cpu_s >= MIN_CPU_S).then(|| frames / u.cpu_s / 1e6);
+            let vs = ndpi_cpu.filter(|_| timed_ok).map(|n| u.cpu_s / n);
             md.push_str(&format!(
-                "| {name} | {frames:.0} | {tool} | {:.2} | {:.2} | {:.1} | {mfps:.2} | {} |\n",
+                "| {name} | {frames:.0} | {tool} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
                 u.cpu_s,
                 u.wall_s,
                 u.max_rss_kb as f64 / 1024.0,
+                mfps.map_or("too short".into(), |v| format!("{v:.2}")),
                 vs.map_or("n/a".into(), |v| format!("{v:.2}")),
             ));
             rows.push(json!({
