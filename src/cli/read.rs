@@ -3,6 +3,7 @@
 use super::common::{worker_count, ContextArgs, FlowArgs, NameArgs, OutputArgs};
 use nameflow::config::Config;
 use nameflow::engine::{run_read, ReadConfig, ReadReport};
+use nameflow::output::OnWriteError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,7 +41,8 @@ pub struct ReadArgs {
 pub fn check(args: ReadArgs, config: &Config) -> anyhow::Result<()> {
     worker_count(args.workers)?;
     args.flow.flow_config()?;
-    args.output.output_config(&config.output)?;
+    args.output
+        .output_config(&config.output, OnWriteError::Fail)?;
     args.names.names_config()?;
     args.names.logs()?;
     Ok(())
@@ -56,7 +58,9 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
         pin: !args.no_pin,
         decode: args.flow.decode_config(),
         flow: args.flow.flow_config()?,
-        output: args.output.output_config(&config.output)?,
+        output: args
+            .output
+            .output_config(&config.output, OnWriteError::Fail)?,
         queue_capacity: 8192,
         record_queue_capacity: 4096,
         names: args.names.names_config()?,

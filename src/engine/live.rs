@@ -416,7 +416,10 @@ fn run(
                 next_stats += cfg.stats_interval;
                 let snap = gather(read_xdp(&prog));
                 if cfg.status {
-                    eprintln!("{}", snap.status_line(&prev, &labels));
+                    eprintln!(
+                        "{}",
+                        snap.status_line(&prev, &labels, sink_drops(&output_stats))
+                    );
                 }
                 let sink_dropped = sink_drops(&output_stats);
                 for r in StatsRecord::rows_with_context(&snap, sink_dropped, context_totals()) {

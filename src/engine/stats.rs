@@ -325,13 +325,14 @@ impl Snapshot {
     }
 
     /// One status line: rates over the time since `prev`, totals, drops, per-queue modes.
-    pub fn status_line(&self, prev: &Snapshot, queues: &[String]) -> String {
+    /// `sink_dropped`: records the outputs could not take (a full disk, a collector away).
+    pub fn status_line(&self, prev: &Snapshot, queues: &[String], sink_dropped: u64) -> String {
         let secs = (self.ts_ns.saturating_sub(prev.ts_ns) as f64 / 1e9).max(1e-9);
         let (t, p) = (self.total(), prev.total());
         let pps = (t.frames.saturating_sub(p.frames)) as f64 / secs;
         let mbps = (t.bytes.saturating_sub(p.bytes)) as f64 * 8.0 / secs / 1e6;
         format!(
-            "nameflow: {pps:.0} pps {mbps:.1} Mbit/s | frames {} flows {} logged {} | dropped {} (socket {} forward {} uncaptured-queue {}) records_dropped {} | forwarded {:.1}% | queues {}",
+            "nameflow: {pps:.0} pps {mbps:.1} Mbit/s | frames {} flows {} logged {} | dropped {} (socket {} forward {} uncaptured-queue {}) records_dropped {} sink_dropped {} | forwarded {:.1}% | queues {}",
             t.frames,
             t.flows_active,
             t.records,
@@ -340,6 +341,7 @@ impl Snapshot {
             t.forward_dropped,
             self.xdp.redirect_failed,
             t.records_dropped,
+            sink_dropped,
             self.forwarded_share() * 100.0,
             queues.join(",")
         )
