@@ -228,6 +228,10 @@ fn a_full_log_disk_costs_counted_records_and_writing_resumes() {
     let warnings = text.matches("dropping records").count();
     assert_eq!(warnings, 1, "one warning for the episode:\n{text}");
     assert!(text.contains("writing again"), "{text}");
+    assert!(
+        !text.contains("offloading"),
+        "good checksums get no hint: {text}"
+    );
     let account = text
         .lines()
         .find(|l| {

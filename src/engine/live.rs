@@ -372,6 +372,8 @@ fn run(
 
         let labels = queue_labels(&report.queues);
         let started = Instant::now();
+        // Zeek's checksum-offloading hint (issue 17), looked at with each stats gathering.
+        let mut checksum_hint = super::stats::ChecksumHint::default();
         let mut prev = Snapshot {
             ts_ns: wall_ns(),
             ..Snapshot::default()
@@ -415,6 +417,9 @@ fn run(
             if now >= next_stats {
                 next_stats += cfg.stats_interval;
                 let snap = gather(read_xdp(&prog));
+                if let Some(h) = checksum_hint.check(&snap, started.elapsed(), false) {
+                    eprintln!("nameflow: warning: {h}");
+                }
                 if cfg.status {
                     eprintln!(
                         "{}",
@@ -484,6 +489,9 @@ fn run(
             let _ = stats_tx.try_push(r);
         }
         drop(stats_tx);
+        if let Some(h) = checksum_hint.check(&last, started.elapsed(), true) {
+            report.warnings.push(h);
+        }
         report.last = last;
         match writer_handle.join() {
             Ok(Ok(w)) => report.writer = w,
@@ -811,6 +819,7 @@ fn publish(
     st.forwarded_out = d.forwarded;
     st.decode_errors =
         dc.truncated + dc.malformed + dc.not_ip + dc.unsupported_link + dc.bad_checksum;
+    st.bad_checksum = dc.bad_checksum;
     st.flows_active = fc.active;
     st.flows_expired = fc.flows_expired;
     st.flows_evicted = fc.flows_evicted;
