@@ -274,3 +274,79 @@ fn a_full_log_disk_costs_counted_records_and_writing_resumes() {
     let sink_dropped: u64 = last_all["sink_dropped"].parse().unwrap();
     assert!(sink_dropped > 0, "stats.log counts them: {last_all:?}");
 }
+
+/// `nameflow read` into a file system that fills mid-run: an error exit by default (a batch
+/// job must say it did not finish), every line in the file whole; with `--on-write-error
+/// drop` exit 0 and every record either written or counted as dropped.
+#[test]
+fn read_into_a_full_disk_fails_unless_told_to_drop() {
+    let uid = Command::new("id").arg("-u").output().map(|o| o.stdout);
+    if uid.as_deref().ok() != Some(b"0\n".as_slice()) {
+        return skip("mounting a tmpfs needs root");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    let _mnt = match Tmpfs::mount(&logs, "64k") {
+        Ok(m) => m,
+        Err(e) => return skip(&e),
+    };
+    const N: u16 = 2000;
+    let mut t = Trace::new();
+    for i in 0..N {
+        let spec = TcpSpec {
+            client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), 10_000 + i),
+            server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10)), 80),
+            close: TcpClose::Fin,
+            ..TcpSpec::default()
+        };
+        t.tcp_session(&spec, 1_700_000_000_000_000_000 + u64::from(i) * 1_000_000);
+    }
+    let pcap = tmp.path().join("many.pcap");
+    t.write_pcap(&pcap, nameflow::synth::TsResolution::Micro)
+        .unwrap();
+    let read = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["read", "-C", "-w", "1", "--no-names", "-o"])
+            .arg(&logs)
+            .args(extra)
+            .arg(&pcap)
+            .output()
+            .unwrap()
+    };
+    let whole_json_lines = || {
+        let text = std::fs::read_to_string(logs.join("conn.log")).unwrap();
+        assert!(text.ends_with('\n'), "conn.log ends mid-line");
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("a line that is not a whole record: {l:?}: {e}"));
+        }
+        text.lines().count() as u64
+    };
+
+    let o = read(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("conn.log") && err.contains("No space left on device"),
+        "{err}"
+    );
+    let written = whole_json_lines();
+    assert!(written > 0 && written < u64::from(N), "{written}");
+
+    std::fs::remove_file(logs.join("conn.log")).unwrap();
+    let o = read(&["--on-write-error", "drop"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let written = whole_json_lines();
+    let account = err
+        .lines()
+        .find(|l| l.contains("records written"))
+        .unwrap_or_else(|| panic!("no account of the output:\n{err}"));
+    let want = format!(
+        "output {}: {written} records written, {} dropped",
+        logs.display(),
+        u64::from(N) - written
+    );
+    assert!(account.contains(&want), "{account} (want {want})");
+    assert_eq!(err.matches("dropping records").count(), 1, "{err}");
+}
