@@ -422,6 +422,9 @@ fn step(
     let dir = ctx
         .out_dir
         .join(format!("steps/{no:03}-{template}-{receiver}"));
+    // A report folder used again (the smoke run's): nameflow would append to the old step's
+    // logs, and each step reads its own.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let pair = ctx.pair;
     let rx = Receiver::start(ctx, receiver, &dir)?;
