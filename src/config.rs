@@ -15,6 +15,8 @@
 //! compress = true           # gzip rotated files
 //! stream_buffer = "16MiB"   # per stream sink, while its peer is away
 //! flush_timeout = "2s"      # how long exit waits for stream sinks
+//! on_write_error = "drop"   # fail | drop: a full disk drops and counts records (capture's
+//!                           # default) or ends the run with an error (read's default)
 //! ```
 //!
 //!
@@ -50,7 +52,7 @@
 //! ```
 
 use crate::context::{ContextConfig, ExtraColumn};
-use crate::output::{Format, JsonTs, OutputConfig, Rotation, SinkConfig, SinkSpec};
+use crate::output::{Format, JsonTs, OnWriteError, OutputConfig, Rotation, SinkConfig, SinkSpec};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,6 +97,7 @@ pub struct OutputSection {
     pub compress: Option<bool>,
     pub stream_buffer: Option<String>,
     pub flush_timeout: Option<String>,
+    pub on_write_error: Option<OnWriteError>,
 }
 
 /// One sink: its spec, or a table with the spec and its own format.
@@ -169,6 +172,7 @@ impl OutputSection {
                 .flush_timeout
                 .clone()
                 .or_else(|| base.flush_timeout.clone()),
+            on_write_error: self.on_write_error.or(base.on_write_error),
         }
     }
 
@@ -272,6 +276,7 @@ impl OutputSection {
             },
             stream_buffer,
             flush_timeout,
+            on_write_error: self.on_write_error.unwrap_or_default(),
         })
     }
 }

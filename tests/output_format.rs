@@ -369,7 +369,8 @@ fn config_file_and_flags() {
     ok(&["read", "--config", c, pcap.to_str().unwrap()]);
     let text = std::fs::read_to_string(logs.join("conn.log")).unwrap();
     assert!(text.starts_with("#separator"), "the file's format applies");
-    // A flag overrides the file.
+    // A flag overrides the file (into a fresh directory: a second run would append).
+    std::fs::remove_dir_all(&logs).unwrap();
     ok(&[
         "read",
         "--config",

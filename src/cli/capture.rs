@@ -7,6 +7,7 @@ use nameflow::capture::xdp::{FilterAction, FilterRule, XdpConfig, XdpMode};
 use nameflow::capture::xsk::{BusyPoll, XskConfig, ZeroCopy};
 use nameflow::config::Config;
 use nameflow::engine::live::{run_capture, CaptureConfig, CaptureReport, QueueSelection};
+use nameflow::output::OnWriteError;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -227,7 +228,9 @@ impl CaptureArgs {
                 .transpose()?,
             decode: self.flow.decode_config(),
             flow: self.flow.flow_config()?,
-            output: self.output.output_config(&file.output)?,
+            output: self
+                .output
+                .output_config(&file.output, OnWriteError::Drop)?,
             forward_queue_capacity: self.forward_queue,
             record_queue_capacity: 8192,
             stats_interval: seconds(self.stats_interval, "--stats-interval")?,
@@ -386,4 +389,17 @@ fn print_summary(r: &CaptureReport) {
         x.redirect_failed,
         t.records_dropped,
     );
+    // An output that could not take everything says so: a collector that was away, a disk
+    // that was full.
+    for s in r
+        .writer
+        .sinks
+        .iter()
+        .filter(|s| s.dropped > 0 || s.buffered > 0)
+    {
+        eprintln!(
+            "nameflow: output {}: {} records written, {} dropped, {} undelivered",
+            s.name, s.written, s.dropped, s.buffered
+        );
+    }
 }

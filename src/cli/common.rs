@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use nameflow::config::{OutputSection, SinkEntry};
 use nameflow::decode::DecodeConfig;
 use nameflow::flow::{FlowConfig, LocalNets};
-use nameflow::output::{Format, JsonTs, OutputConfig};
+use nameflow::output::{Format, JsonTs, OnWriteError, OutputConfig};
 
 /// Where and how logs are written. Every option can also be set in the config file's
 /// `[output]` section; a flag overrides the file.
@@ -40,6 +40,18 @@ pub struct OutputArgs {
     /// How long to wait at exit for tcp:// and unix: outputs to deliver (default 2s).
     #[arg(long, value_name = "DURATION")]
     pub flush_timeout: Option<String>,
+    /// What a directory output does when its file system refuses a write (full, over quota,
+    /// I/O error): `fail` ends the run with an error; `drop` drops the records it cannot
+    /// write, counts them, warns once and writes again when space returns. Default: `fail`
+    /// for `read`, `drop` for `capture`.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_write_error: Option<OnWriteErrorArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnWriteErrorArg {
+    Fail,
+    Drop,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -56,7 +68,13 @@ pub enum JsonTsArg {
 
 impl OutputArgs {
     /// The output settings: these flags over the config file's `[output]` section.
-    pub fn output_config(&self, file: &OutputSection) -> anyhow::Result<OutputConfig> {
+    /// `on_write_error` is the subcommand's default policy, used when neither the flag nor
+    /// the config file sets one.
+    pub fn output_config(
+        &self,
+        file: &OutputSection,
+        on_write_error: OnWriteError,
+    ) -> anyhow::Result<OutputConfig> {
         let flags = OutputSection {
             sinks: (!self.outputs.is_empty())
                 .then(|| self.outputs.iter().cloned().map(SinkEntry::Spec).collect()),
@@ -73,8 +91,14 @@ impl OutputArgs {
             compress: self.compress.then_some(true),
             stream_buffer: self.stream_buffer.clone(),
             flush_timeout: self.flush_timeout.clone(),
+            on_write_error: self.on_write_error.map(|p| match p {
+                OnWriteErrorArg::Fail => OnWriteError::Fail,
+                OnWriteErrorArg::Drop => OnWriteError::Drop,
+            }),
         };
-        flags.over(file).resolve().context("bad output settings")
+        let mut section = flags.over(file);
+        section.on_write_error = section.on_write_error.or(Some(on_write_error));
+        section.resolve().context("bad output settings")
     }
 }
 

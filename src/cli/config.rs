@@ -439,7 +439,11 @@ pub fn default_file() -> String {
          # Memory each tcp:// or unix: sink may hold while its collector is away.\n\
          stream_buffer = \"16MiB\"\n\
          # How long exit waits for stream sinks to deliver.\n\
-         flush_timeout = \"2s\"\n\n\
+         flush_timeout = \"2s\"\n\
+         # fail | drop: a directory whose file system refuses a write (full, quota, I/O error)\n\
+         # ends the run, or costs counted records until it takes writes again. Unset: fail for\n\
+         # `read`, drop for `capture`.\n\
+         # on_write_error = \"drop\"\n\n\
          [context]\n\
          # Inventories: kubectl/AWS CLI JSON files, JSON-lines tables (*.jsonl), or directories of\n\
          # successive snapshots (docs/context.md). Without files there are no context columns.\n\

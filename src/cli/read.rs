@@ -1,10 +1,16 @@
 //! `nameflow read`: capture files in, logs out.
 
 use super::common::{worker_count, ContextArgs, FlowArgs, NameArgs, OutputArgs};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nameflow::capture::pcap::ReadProgress;
 use nameflow::config::Config;
 use nameflow::engine::{run_read, ReadConfig, ReadReport};
+use nameflow::output::OnWriteError;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub const EXAMPLES: &str = "Examples:
   nameflow read trace.pcap                      # writes ./logs/conn.log (Zeek JSON)
@@ -33,6 +39,10 @@ pub struct ReadArgs {
     /// Do not pin worker threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// No progress line (it is only drawn when stderr is a terminal anyway); the closing
+    /// summary is still printed.
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
 
 /// Validates the settings as `run` would use them, without reading anything
@@ -40,7 +50,8 @@ pub struct ReadArgs {
 pub fn check(args: ReadArgs, config: &Config) -> anyhow::Result<()> {
     worker_count(args.workers)?;
     args.flow.flow_config()?;
-    args.output.output_config(&config.output)?;
+    args.output
+        .output_config(&config.output, OnWriteError::Fail)?;
     args.names.names_config()?;
     args.names.logs()?;
     Ok(())
@@ -56,16 +67,28 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
         pin: !args.no_pin,
         decode: args.flow.decode_config(),
         flow: args.flow.flow_config()?,
-        output: args.output.output_config(&config.output)?,
+        output: args
+            .output
+            .output_config(&config.output, OnWriteError::Fail)?,
         queue_capacity: 8192,
         record_queue_capacity: 4096,
         names: args.names.names_config()?,
         name_state: args.names.name_state.clone(),
         logs: args.names.logs()?,
         context: context.as_ref().map(|(c, _)| c.clone()),
+        progress: None,
         inputs: args.inputs,
     };
+    let progress =
+        (!args.quiet && std::io::stderr().is_terminal()).then(|| Progress::start(&cfg.inputs));
+    let cfg = ReadConfig {
+        progress: progress.as_ref().map(|p| p.counters.clone()),
+        ..cfg
+    };
     let (report, result) = run_read(&cfg);
+    if let Some(p) = progress {
+        p.finish();
+    }
     for w in &report.warnings {
         eprintln!("nameflow: warning: {w}");
     }
@@ -76,6 +99,83 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
             eprintln!("nameflow: error: {e}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// The progress line: drawn by a thread of its own from the counters the reader publishes,
+/// four times a second, on stderr; cleared before the summary.
+struct Progress {
+    counters: Arc<ReadProgress>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(inputs: &[PathBuf]) -> Progress {
+        // The size is known when every input is a file (not stdin, not a pipe).
+        let total: Option<u64> = inputs
+            .iter()
+            .map(|p| {
+                (p.as_os_str() != "-")
+                    .then(|| std::fs::metadata(p).ok())
+                    .flatten()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+            })
+            .sum();
+        let counters = Arc::new(ReadProgress::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let bar = match total {
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr_with_hz(4))
+                .with_style(
+                    ProgressStyle::with_template(
+                        "nameflow: {bytes}/{total_bytes} ({percent}%) {binary_bytes_per_sec} {msg} ETA {eta}",
+                    )
+                    .expect("a valid template"),
+                ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4))
+                .with_style(
+                    ProgressStyle::with_template(
+                        "nameflow: {bytes} read {binary_bytes_per_sec} {msg} {elapsed}",
+                    )
+                    .expect("a valid template"),
+                ),
+        };
+        // Drawn once now, so even a run shorter than one update shows where it stands.
+        bar.set_message("| 0 packets");
+        bar.tick();
+        let (c, s) = (counters.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("nameflow-progress".into())
+            .spawn(move || {
+                let mut last_frames = 0u64;
+                let mut last = std::time::Instant::now();
+                let mut pps = 0.0f64;
+                while !s.load(Ordering::Relaxed) {
+                    let frames = c.frames.load(Ordering::Relaxed);
+                    let now = std::time::Instant::now();
+                    let dt = now.duration_since(last).as_secs_f64();
+                    if dt >= 1.0 {
+                        pps = (frames - last_frames) as f64 / dt;
+                        (last, last_frames) = (now, frames);
+                    }
+                    bar.set_message(format!("| {frames} packets {pps:.0} pkt/s"));
+                    bar.set_position(c.bytes.load(Ordering::Relaxed));
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                bar.finish_and_clear();
+            })
+            .expect("spawn the progress thread");
+        Progress {
+            counters,
+            stop,
+            thread,
+        }
+    }
+
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
 
@@ -126,4 +226,22 @@ fn print_summary(r: &ReadReport) {
     if !nonzero.is_empty() {
         eprintln!("nameflow: not logged as connections: {}", nonzero.join(" "));
     }
+    if let Some(hint) = checksum_hint(d.bad_checksum, r.dispatch.frames) {
+        eprintln!("{hint}");
+    }
+}
+
+/// The hint of Zeek's `find-checksum-offloading.zeek` (`scripts/base/misc/`): when more than
+/// 5 % of the packets read failed checksum validation, the trace was most likely captured on
+/// the sending host before its NIC filled the checksums in. Zeek compares IP, TCP and UDP
+/// failures apart against the packets received; the decoder counts them together, which can
+/// only say so sooner. Not shown with `-C` (nothing is validated then).
+fn checksum_hint(bad: u64, packets: u64) -> Option<String> {
+    if packets == 0 || bad * 20 <= packets {
+        return None;
+    }
+    Some(format!(
+        "nameflow: warning: {bad} of {packets} packets ({:.1}%) failed checksum validation and were not analysed (a bad IP header checksum drops the packet, a bad TCP or UDP one keeps only its connection); the trace was most likely captured on a host with checksum offloading, where the NIC fills checksums in after the capture point. Rerun with -C (--ignore-checksums), or capture with offloading off (ethtool -K IFACE rx off tx off)",
+        bad as f64 * 100.0 / packets as f64
+    ))
 }

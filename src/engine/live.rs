@@ -376,6 +376,8 @@ fn run(
 
         let labels = queue_labels(&report.queues);
         let started = Instant::now();
+        // Zeek's checksum-offloading hint (issue 17), looked at with each stats gathering.
+        let mut checksum_hint = super::stats::ChecksumHint::default();
         let mut prev = Snapshot {
             ts_ns: wall_ns(),
             ..Snapshot::default()
@@ -419,8 +421,14 @@ fn run(
             if now >= next_stats {
                 next_stats += cfg.stats_interval;
                 let snap = gather(read_xdp(&prog));
+                if let Some(h) = checksum_hint.check(&snap, started.elapsed(), false) {
+                    eprintln!("nameflow: warning: {h}");
+                }
                 if cfg.status {
-                    eprintln!("{}", snap.status_line(&prev, &labels));
+                    eprintln!(
+                        "{}",
+                        snap.status_line(&prev, &labels, sink_drops(&output_stats))
+                    );
                 }
                 let sink_dropped = sink_drops(&output_stats);
                 for r in StatsRecord::rows_with_context(&snap, sink_dropped, context_totals()) {
@@ -488,6 +496,9 @@ fn run(
             let _ = stats_tx.try_push(r);
         }
         drop(stats_tx);
+        if let Some(h) = checksum_hint.check(&last, started.elapsed(), true) {
+            report.warnings.push(h);
+        }
         report.last = last;
         match writer_handle.join() {
             Ok(Ok(w)) => report.writer = w,
@@ -813,6 +824,7 @@ fn publish(
     st.forwarded_out = d.forwarded;
     st.decode_errors =
         dc.truncated + dc.malformed + dc.not_ip + dc.unsupported_link + dc.bad_checksum;
+    st.bad_checksum = dc.bad_checksum;
     st.flows_active = fc.active;
     st.flows_expired = fc.flows_expired;
     st.flows_evicted = fc.flows_evicted;

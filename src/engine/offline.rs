@@ -60,6 +60,8 @@ pub struct ReadConfig {
     pub logs: Logs,
     /// Inventories to attribute both ends with (already loaded, reloading on its own).
     pub context: Option<crate::context::Context>,
+    /// Where the reader publishes how far it has got (a progress line), if anyone watches.
+    pub progress: Option<std::sync::Arc<crate::capture::pcap::ReadProgress>>,
 }
 
 /// What a run did.
@@ -129,7 +131,7 @@ pub(crate) fn merged_state(nodes: &[&NameNode]) -> Vec<Saved> {
 /// damage are still written, and the error comes back with the report.
 pub fn run_read(cfg: &ReadConfig) -> (ReadReport, Result<(), ReadError>) {
     let mut report = ReadReport::default();
-    let mut reader = match PcapReader::open(&cfg.inputs) {
+    let mut reader = match PcapReader::open_with_progress(&cfg.inputs, cfg.progress.clone()) {
         Ok(r) => r,
         Err(e) => return (report, Err(e.into())),
     };

@@ -78,6 +78,10 @@ worker_stats! {
     forwarded_in,
     /// Frames the decoder could not use (truncated, malformed, unsupported, bad checksum).
     decode_errors,
+    /// Packets that failed checksum validation: a bad IPv4 header checksum (dropped, also in
+    /// `decode_errors`) or a bad TCP/UDP/ICMP one (the packet only counts for its
+    /// connection). Stays 0 with `-C`.
+    bad_checksum,
     /// Flows open in this worker's shard.
     flows_active,
     /// Flows this worker has finished and logged (expired, closed or evicted).
@@ -325,13 +329,14 @@ impl Snapshot {
     }
 
     /// One status line: rates over the time since `prev`, totals, drops, per-queue modes.
-    pub fn status_line(&self, prev: &Snapshot, queues: &[String]) -> String {
+    /// `sink_dropped`: records the outputs could not take (a full disk, a collector away).
+    pub fn status_line(&self, prev: &Snapshot, queues: &[String], sink_dropped: u64) -> String {
         let secs = (self.ts_ns.saturating_sub(prev.ts_ns) as f64 / 1e9).max(1e-9);
         let (t, p) = (self.total(), prev.total());
         let pps = (t.frames.saturating_sub(p.frames)) as f64 / secs;
         let mbps = (t.bytes.saturating_sub(p.bytes)) as f64 * 8.0 / secs / 1e6;
         format!(
-            "nameflow: {pps:.0} pps {mbps:.1} Mbit/s | frames {} flows {} logged {} | dropped {} (socket {} forward {} uncaptured-queue {}) records_dropped {} | forwarded {:.1}% | queues {}",
+            "nameflow: {pps:.0} pps {mbps:.1} Mbit/s | frames {} flows {} logged {} | dropped {} (socket {} forward {} uncaptured-queue {}) records_dropped {} sink_dropped {} | forwarded {:.1}% | queues {}",
             t.frames,
             t.flows_active,
             t.records,
@@ -340,9 +345,50 @@ impl Snapshot {
             t.forward_dropped,
             self.xdp.redirect_failed,
             t.records_dropped,
+            sink_dropped,
             self.forwarded_share() * 100.0,
             queues.join(",")
         )
+    }
+}
+
+/// Zeek's `find-checksum-offloading.zeek`, live: ten seconds into the capture (and at exit,
+/// if it has not decided by then), when more than 5 % of the packets failed checksum
+/// validation, one warning that the interface likely sees offloaded checksums and that `-C`
+/// skips validation. Zeek keeps looking until it has seen 20 packets; so does this.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChecksumHint {
+    done: bool,
+}
+
+impl ChecksumHint {
+    /// When the first look is taken.
+    pub const AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// The warning, once, if `snap` (taken `elapsed` after the start; `last`: at exit) calls
+    /// for it.
+    pub fn check(
+        &mut self,
+        snap: &Snapshot,
+        elapsed: std::time::Duration,
+        last: bool,
+    ) -> Option<String> {
+        if self.done || (!last && elapsed < Self::AFTER) {
+            return None;
+        }
+        let t = snap.total();
+        let (bad, packets) = (t.bad_checksum, t.packets.max(t.frames));
+        if packets > 0 && bad * 20 > packets {
+            self.done = true;
+            return Some(format!(
+                "{bad} of {packets} packets ({:.1}%) failed checksum validation and were not analysed (a bad IP header checksum drops the packet, a bad TCP or UDP one keeps only its connection); the interface is likely receiving packets whose checksums were left to a NIC (checksum offloading: this host's own traffic, a virtual interface, a tap before the NIC). Restart with -C (--ignore-checksums), or turn offloading off on the sender (ethtool -K IFACE rx off tx off)",
+                bad as f64 * 100.0 / packets as f64
+            ));
+        }
+        if packets >= 20 {
+            self.done = true;
+        }
+        None
     }
 }
 
@@ -518,6 +564,41 @@ mod tests {
         let t = snap.total();
         assert_eq!(t.batches, 1005);
         assert_eq!(t.batch_p99_ns, st.batch_p99_ns);
+    }
+
+    #[test]
+    fn checksum_hint_follows_zeeks_rule() {
+        let snap = |packets, bad_checksum| Snapshot {
+            ts_ns: 0,
+            workers: vec![WorkerStats {
+                frames: packets,
+                packets,
+                bad_checksum,
+                ..WorkerStats::default()
+            }],
+            xdp: XdpStats::default(),
+        };
+        let secs = std::time::Duration::from_secs;
+        let mut h = ChecksumHint::default();
+        assert_eq!(
+            h.check(&snap(100, 50), secs(5), false),
+            None,
+            "not before 10 s"
+        );
+        let w = h.check(&snap(100, 50), secs(10), false).unwrap();
+        assert!(
+            w.contains("50 of 100 packets (50.0%)") && w.contains("-C"),
+            "{w}"
+        );
+        assert_eq!(h.check(&snap(200, 150), secs(20), false), None, "once");
+        // 5 % exactly is not more than 5 %; with 20 packets seen the question is settled.
+        let mut h = ChecksumHint::default();
+        assert_eq!(h.check(&snap(100, 5), secs(10), false), None);
+        assert_eq!(h.check(&snap(200, 150), secs(20), true), None);
+        // Too few packets at 10 s: looked at again, and at exit.
+        let mut h = ChecksumHint::default();
+        assert_eq!(h.check(&snap(3, 0), secs(10), false), None);
+        assert!(h.check(&snap(10, 10), secs(30), true).is_some());
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub use clock::{Clock, PacketClock};
 pub use schema::{FieldSink, LogRecord, Schema};
 pub use sink::{SinkSpec, SinkStats};
 pub use writer::{
-    OutputConfig, OutputError, OutputStats, Rotation, SinkConfig, Writer, WriterReport,
+    OnWriteError, OutputConfig, OutputError, OutputStats, Rotation, SinkConfig, Writer,
+    WriterReport,
 };
 
 /// Output format.

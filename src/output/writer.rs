@@ -63,6 +63,21 @@ impl Rotation {
     }
 }
 
+/// What a directory sink does when its file system refuses a write (full, over quota, I/O
+/// error).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnWriteError {
+    /// The writer stops with the error and the run exits 1 (`nameflow read`'s default: a
+    /// batch job should say it did not finish).
+    #[default]
+    Fail,
+    /// Records that cannot be written are dropped whole and counted, one warning per episode,
+    /// and writing resumes by itself when the file system takes writes again (`nameflow
+    /// capture`'s default: a sensor keeps running).
+    Drop,
+}
+
 /// One sink and how it encodes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SinkConfig {
@@ -83,6 +98,8 @@ pub struct OutputConfig {
     pub stream_buffer: usize,
     /// How long the writer waits at exit for stream sinks to deliver what they hold.
     pub flush_timeout: Duration,
+    /// What directory sinks do when a write fails.
+    pub on_write_error: OnWriteError,
 }
 
 impl Default for OutputConfig {
@@ -96,6 +113,7 @@ impl Default for OutputConfig {
             rotation: Rotation::default(),
             stream_buffer: 16 << 20,
             flush_timeout: Duration::from_secs(2),
+            on_write_error: OnWriteError::Fail,
         }
     }
 }
@@ -115,6 +133,11 @@ pub enum OutputError {
     },
     #[error("writing {path} failed: {source}; check free space on its file system")]
     Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}, left by an earlier run: {source}; move it away or make it readable and writable")]
+    Recover {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -282,7 +305,13 @@ impl Writer {
             let sink: Box<dyn Sink> = match &s.spec {
                 SinkSpec::Dir(d) => {
                     has_dir = true;
-                    Box::new(DirSink::open(d, enc, clock.clone(), cfg.rotation)?)
+                    Box::new(DirSink::open(
+                        d,
+                        enc,
+                        clock.clone(),
+                        cfg.rotation,
+                        cfg.on_write_error,
+                    )?)
                 }
                 SinkSpec::Stdout => Box::new(StdoutSink::open(enc, clock.clone())),
                 SinkSpec::Tcp(a) => Box::new(StreamSink::open(

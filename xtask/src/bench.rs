@@ -60,6 +60,16 @@ pub struct Args {
     /// Write the report here instead of target/bench/<timestamp>.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run between two existing interfaces joined by a link (two NIC ports and a loop
+    /// cable) instead of a veth pair: the generator transmits on this one. Nothing is created
+    /// or removed on either beyond the XDP programs the run attaches, and every one is
+    /// detached at the end. Needs --rx-iface.
+    #[arg(long, value_name = "IFACE", requires = "rx_iface")]
+    pub tx_iface: Option<String>,
+    /// The receiving end of --tx-iface's link: the receivers (nameflow, AF_PACKET, the XDP
+    /// ceilings) run on it; its driver, XDP mode and zero-copy state go into the report.
+    #[arg(long, value_name = "IFACE", requires = "tx_iface")]
+    pub rx_iface: Option<String>,
 }
 
 impl Args {
@@ -76,6 +86,8 @@ impl Args {
             rx_cpu: 1,
             debug_build: true,
             out: Some(workspace_root().join("target/bench/smoke")),
+            tx_iface: None,
+            rx_iface: None,
         }
     }
 }
@@ -126,6 +138,10 @@ pub fn bench(args: Args) -> Result<()> {
     }
     if let Some(reason) = skip_reason() {
         bail!("{reason}");
+    }
+    if let (Some(tx), Some(rx)) = (&args.tx_iface, &args.rx_iface) {
+        // Before anything is built: a wrong name or a busy interface is said at once.
+        check_existing(tx, rx)?;
     }
     let started = Instant::now();
     ensure_tools()?;
@@ -190,7 +206,15 @@ pub fn bench(args: Args) -> Result<()> {
         (args.gen_cpu, args.rx_cpu)
     };
     let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let pair = VethPair::new()?;
+    let pair = match (&args.tx_iface, &args.rx_iface) {
+        (Some(tx), Some(rx)) => {
+            notes.push(format!(
+                "run between this host's interfaces {tx} (generator) and {rx} (receivers), not on a veth pair: the link must carry only the bench's frames (a loop cable; no LLDP, no IPv6 autoconfiguration), or extra frames break the account"
+            ));
+            Link::existing(tx, rx)?
+        }
+        _ => Link::veth()?,
+    };
     let ctx = Ctx {
         bin: &bin,
         helper: &helper,
@@ -233,6 +257,15 @@ pub fn bench(args: Args) -> Result<()> {
                 report.steps.push(s);
             }
         }
+    }
+    if !pair.owned {
+        // The zero-copy state as nameflow's socket reported it (stats.log's zero_copy).
+        let zc: Vec<f64> = report.steps.iter().filter_map(|s| s.zero_copy).collect();
+        report.machine.xdp_mode += &match (zc.iter().any(|&z| z > 0.0), zc.is_empty()) {
+            (_, true) => ", AF_XDP zero-copy unknown (no nameflow step)".to_string(),
+            (true, _) => ", AF_XDP zero-copy on".to_string(),
+            (false, _) => ", AF_XDP copy mode (the driver gave no zero-copy)".to_string(),
+        };
     }
     report.machine.load_end = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -292,7 +325,7 @@ struct Ctx<'a> {
     bin: &'a Path,
     helper: &'a Path,
     obj: &'a Path,
-    pair: &'a VethPair,
+    pair: &'a Link,
     gen_cpu: usize,
     rx_cpu: usize,
     out_dir: &'a Path,
@@ -389,14 +422,17 @@ fn step(
     let dir = ctx
         .out_dir
         .join(format!("steps/{no:03}-{template}-{receiver}"));
+    // A report folder used again (the smoke run's): nameflow would append to the old step's
+    // logs, and each step reads its own.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let pair = ctx.pair;
     let rx = Receiver::start(ctx, receiver, &dir)?;
     let snd_before = pair.ethtool(&pair.snd_ns, &pair.snd)?;
     let stat_before = proc_stat();
     let cpu_before = rx.thread_cpu();
-    let mut gen = Command::new("ip");
-    gen.args(["netns", "exec", &pair.snd_ns, "nice", "-n", NICE])
+    let mut gen = Link::command(&pair.snd_ns, "nice");
+    gen.args(["-n", NICE])
         .arg(ctx.helper)
         .args(["--cpu", &ctx.gen_cpu.to_string(), "gen", "--obj"])
         .arg(ctx.obj)
@@ -472,6 +508,7 @@ fn step(
             s.batch_max_us = n("batch_max_ns") / 1e3;
             s.ns_per_frame = n("batch_busy_ns") / n("frames");
             s.batches = n("batches") as u64;
+            s.zero_copy = stats.get("zero_copy").copied();
             s.records = n("records") as u64;
         }
     }
@@ -596,9 +633,8 @@ impl Receiver {
         let pair = ctx.pair;
         let rx_cpu = ctx.rx_cpu.to_string();
         let helper = |args: &[&str]| {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &pair.cap_ns, "nice", "-n", NICE])
-                .arg(ctx.helper);
+            let mut c = Link::command(&pair.cap_ns, "nice");
+            c.args(["-n", NICE]).arg(ctx.helper);
             c.args(args);
             c
         };
@@ -643,9 +679,8 @@ impl Receiver {
                 procs.push(pass);
             }
             _ => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &pair.cap_ns, "nice", "-n", NICE])
-                    .arg(ctx.bin);
+                let mut c = Link::command(&pair.cap_ns, "nice");
+                c.args(["-n", NICE]).arg(ctx.bin);
                 c.args(["capture", "-i", &pair.cap, "-w", "1", "--cpus", &rx_cpu]);
                 c.args(["--xdp-mode", "native", "--stats-interval", "3600"]);
                 c.args(["--ring-size", XSK_RING, "--frame-size", XSK_FRAME, "-o"]);
@@ -791,24 +826,44 @@ fn counter_delta(
         .sum()
 }
 
-/// Two namespaces joined by a single-queue veth pair, deleted on drop.
-pub struct VethPair {
-    pub snd_ns: String,
-    pub cap_ns: String,
+/// The two interfaces the bench runs between: a single-queue veth pair between two namespaces
+/// made for the run (deleted on drop), or two existing interfaces of this host joined by a
+/// link (`--tx-iface`, `--rx-iface`; in the root namespace, left as they were except for the
+/// programs the run attaches, and any of those still attached is detached on drop).
+pub struct Link {
+    /// The namespaces, when the run made them; `None`: the root namespace.
+    pub snd_ns: Option<String>,
+    pub cap_ns: Option<String>,
     pub snd: String,
     pub cap: String,
+    /// True for the veth pair this run made.
+    owned: bool,
 }
 
-impl VethPair {
-    fn new() -> Result<VethPair> {
+impl Link {
+    /// `program`, run in `ns` (or where we are).
+    fn command(ns: &Option<String>, program: &str) -> Command {
+        match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn veth() -> Result<Link> {
         let tag = std::process::id() % 100_000;
-        let pair = VethPair {
-            snd_ns: format!("nfbench-s{tag}"),
-            cap_ns: format!("nfbench-c{tag}"),
+        let (snd_ns, cap_ns) = (format!("nfbench-s{tag}"), format!("nfbench-c{tag}"));
+        let pair = Link {
+            snd_ns: Some(snd_ns.clone()),
+            cap_ns: Some(cap_ns.clone()),
             snd: format!("nfbs{tag}"),
             cap: format!("nfbc{tag}"),
+            owned: true,
         };
-        for ns in [&pair.snd_ns, &pair.cap_ns] {
+        for ns in [&snd_ns, &cap_ns] {
             run(Command::new("ip").args(["netns", "add", ns]))?;
             // No IPv6 autoconfiguration: the kernel's own solicitations would be traffic
             // nobody sent.
@@ -831,7 +886,7 @@ impl VethPair {
             "numtxqueues",
             "1",
             "netns",
-            &pair.snd_ns,
+            &snd_ns,
             "type",
             "veth",
             "peer",
@@ -842,15 +897,29 @@ impl VethPair {
             "numtxqueues",
             "1",
             "netns",
-            &pair.cap_ns,
+            &cap_ns,
         ]))?;
-        run(Command::new("ip").args(["-n", &pair.snd_ns, "link", "set", &pair.snd, "up"]))?;
-        run(Command::new("ip").args(["-n", &pair.cap_ns, "link", "set", &pair.cap, "up"]))?;
+        run(Command::new("ip").args(["-n", &snd_ns, "link", "set", &pair.snd, "up"]))?;
+        run(Command::new("ip").args(["-n", &cap_ns, "link", "set", &pair.cap, "up"]))?;
         Ok(pair)
     }
 
-    fn ethtool(&self, ns: &str, dev: &str) -> Result<HashMap<String, u64>> {
-        let text = output(Command::new("ip").args(["netns", "exec", ns, "ethtool", "-S", dev]))?;
+    /// The operator's interfaces, checked and left as they are: both must exist, differ, be
+    /// up, and carry no XDP program yet (one the run did not attach is never replaced).
+    fn existing(tx: &str, rx: &str) -> Result<Link> {
+        check_existing(tx, rx)?;
+        Ok(Link {
+            snd_ns: None,
+            cap_ns: None,
+            snd: tx.to_string(),
+            cap: rx.to_string(),
+            owned: false,
+        })
+    }
+
+    fn ethtool(&self, ns: &Option<String>, dev: &str) -> Result<HashMap<String, u64>> {
+        // Not every driver has statistics (`ethtool -S` fails): then there are none to count.
+        let text = output(Link::command(ns, "ethtool").args(["-S", dev])).unwrap_or_default();
         Ok(text
             .lines()
             .filter_map(|l| {
@@ -861,7 +930,7 @@ impl VethPair {
     }
 
     pub fn driver(&self) -> String {
-        output(Command::new("ip").args(["netns", "exec", &self.cap_ns, "ethtool", "-i", &self.cap]))
+        output(Link::command(&self.cap_ns, "ethtool").args(["-i", &self.cap]))
             .ok()
             .and_then(|t| {
                 t.lines()
@@ -869,12 +938,72 @@ impl VethPair {
             })
             .unwrap_or_else(|| "unknown".into())
     }
+
+    /// RX queues of the receiving interface.
+    fn rx_queues(&self) -> u32 {
+        if self.owned {
+            return 1;
+        }
+        std::fs::read_dir(Path::new("/sys/class/net").join(&self.cap).join("queues"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                    .count() as u32
+            })
+            .unwrap_or(1)
+    }
 }
 
-impl Drop for VethPair {
+/// `--tx-iface`/`--rx-iface` as given: both must exist, differ, be up, and carry no XDP
+/// program yet (one the run did not attach is never replaced).
+fn check_existing(tx: &str, rx: &str) -> Result<()> {
+    if tx == rx {
+        bail!("--tx-iface and --rx-iface are both {tx}: give the two ends of a link");
+    }
+    for dev in [tx, rx] {
+        let sys = Path::new("/sys/class/net").join(dev);
+        if !sys.exists() {
+            bail!("no interface {dev} here (ip link show lists them); give two interfaces joined by a cable");
+        }
+        let state = std::fs::read_to_string(sys.join("operstate")).unwrap_or_default();
+        if state.trim() == "down" {
+            bail!("{dev} is down: bring it up (ip link set dev {dev} up) and check its cable");
+        }
+        if let Some(prog) = xdp_attached(dev) {
+            bail!("{dev} already has an XDP program attached ({prog}); the bench does not replace programs it did not attach: detach it (ip link set dev {dev} xdp off) or pick other interfaces");
+        }
+    }
+    Ok(())
+}
+
+/// The XDP program attached to `dev` in this namespace, as `ip -d link` shows it
+/// (`prog/xdp id 42 ...`), if any.
+fn xdp_attached(dev: &str) -> Option<String> {
+    let text = output(Command::new("ip").args(["-d", "link", "show", "dev", dev])).ok()?;
+    text.lines()
+        .find(|l| l.contains("prog/xdp"))
+        .map(|l| l.trim().to_string())
+}
+
+impl Drop for Link {
     fn drop(&mut self) {
-        for ns in [&self.snd_ns, &self.cap_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        if self.owned {
+            for ns in self.snd_ns.iter().chain(&self.cap_ns) {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            }
+            return;
+        }
+        // Every receiver detaches its program when it exits; whatever is still attached was
+        // attached by this run (there was none at the start) and goes now.
+        for dev in [&self.snd, &self.cap] {
+            if let Some(prog) = xdp_attached(dev) {
+                eprintln!("bench: detaching {prog} left on {dev}");
+                for mode in ["xdp", "xdpgeneric", "xdpdrv"] {
+                    let _ = Command::new("ip")
+                        .args(["link", "set", "dev", dev, mode, "off"])
+                        .output();
+                }
+            }
         }
     }
 }
@@ -893,8 +1022,13 @@ fn machine(ctx: &Ctx<'_>, load_start: &str) -> Result<bench_report::Machine> {
         cpu_model: model,
         kernel: output(Command::new("uname").arg("-r"))?.trim().to_string(),
         driver: ctx.pair.driver(),
-        xdp_mode: "native (veth driver mode), AF_XDP copy mode (veth has no zero-copy)".into(),
-        queues: 1,
+        xdp_mode: if ctx.pair.owned {
+            "native (veth driver mode), AF_XDP copy mode (veth has no zero-copy)".into()
+        } else {
+            // Filled in from nameflow's own stats.log once a step has run (zero_copy).
+            format!("native on {} (--xdp-mode native)", ctx.pair.cap)
+        },
+        queues: ctx.pair.rx_queues(),
         gen_cpu: ctx.gen_cpu,
         rx_cpu: ctx.rx_cpu,
         load_start: load_start.trim().to_string(),

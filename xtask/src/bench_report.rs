@@ -49,6 +49,8 @@ pub struct Step {
     pub names: bool,
     /// Connection records nameflow logged.
     pub records: u64,
+    /// nameflow's stats.log `zero_copy` (sockets in zero-copy mode), for the machine line.
+    pub zero_copy: Option<f64>,
 }
 
 impl Step {

@@ -32,6 +32,8 @@ pub fn demo(synthetic: bool) -> Result<()> {
     let root = workspace_root();
     let demo_dir = root.join("target/demo");
     let logs = demo_dir.join("logs");
+    // nameflow appends to the logs a previous run left; the demo shows this run's alone.
+    let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)
         .with_context(|| format!("failed to create {}", logs.display()))?;
     let trace = demo_trace(&demo_dir, synthetic)?;
@@ -164,6 +166,8 @@ pub fn demo_live() -> Result<()> {
     let bin = root.join("target/release/nameflow");
     let demo_dir = root.join("target/demo");
     let logs = demo_dir.join("live");
+    // nameflow appends to the logs a previous run left; the demo shows this run's alone.
+    let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&demo_dir)
         .with_context(|| format!("failed to create {}", demo_dir.display()))?;
     let trace = demo_dir.join("synthetic.pcap");

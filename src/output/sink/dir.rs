@@ -9,39 +9,259 @@
 //! multi-hour trace rotates on its own hour boundaries. At exit, a rotating sink archives its
 //! current files too (as `zeekctl stop` does), so every record ends up in exactly one archive.
 //!
+//! No log is lost at start: a `<path>.log` an earlier run left is never truncated (see
+//! [`super::leftover`]): with rotation it is archived first, without it the new run appends
+//! (unless it is in the other format: archived then too).
+//!
+//! Whole records only. Records are gathered in a buffer of whole lines and handed to the
+//! kernel in one `write` per buffer, so a crash leaves at most the last line torn (and the
+//! next start ends it). When the file system refuses a write (full, over quota, I/O error)
+//! and only part of the buffer went in, the file is cut back to the end of the last whole
+//! record. With [`OnWriteError::Drop`] the sink then drops the records it cannot write, whole,
+//! and counts them (`dropped`), warns once per episode, and tries again at most a second
+//! later and at each rotation, so writing resumes by itself when space returns.
+//!
 //! SIGHUP makes the sink reopen its files (for logrotate): the current file gets its footer
 //! and is closed, and `<path>.log` is opened again, appending, with a header when it is new.
 
-use super::{Sink, SinkCounters};
+use super::{leftover, Sink, SinkCounters};
 use crate::output::clock::{floor_boundary, next_boundary, Clock};
 use crate::output::schema::Schema;
-use crate::output::writer::{OutputError, Rotation};
+use crate::output::writer::{OnWriteError, OutputError, Rotation};
 use crate::output::zeek::Civil;
 use crate::output::Encoding;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Permissions of every log file and archive this sink creates: owner read/write, group read.
 pub const LOG_FILE_MODE: u32 = 0o640;
+
+/// Bytes of whole records gathered before they are handed to the kernel in one write.
+const BUF: usize = 64 * 1024;
+
+/// How long after a failed write the sink tries again (records meanwhile are dropped).
+const RETRY: Duration = Duration::from_secs(1);
 
 /// One open log file.
 struct LogFile {
     schema: &'static Schema,
     /// `DIR/<path>.log`.
     path: PathBuf,
-    out: BufWriter<File>,
+    /// `None` while it could not be created (dropping; retried with the next write).
+    file: Option<File>,
+    /// Whole lines not yet written.
+    buf: Vec<u8>,
+    /// Where each line of `buf` ends, and whether it is a record (else a header or footer).
+    ends: Vec<(usize, bool)>,
     /// When the file was opened (clock time); `None` until the clock first has a time, and
     /// the header is written then.
     open_ts: Option<u64>,
-    /// Bytes in the file, for size rotation.
-    size: u64,
+    /// Bytes in the file, all of them whole lines.
+    on_disk: u64,
+    /// The header must be written before the next record: this run has not written one yet
+    /// to this file, or the one it tried was dropped.
+    needs_header: bool,
+    /// A failed write left part of a line in the file and cutting it off failed too: cut
+    /// again (or end the line) before writing.
+    torn: bool,
+}
+
+impl LogFile {
+    /// Bytes in the file and in the buffer, for size rotation.
+    fn size(&self) -> u64 {
+        self.on_disk + self.buf.len() as u64
+    }
+
+    fn push(&mut self, line: &[u8], record: bool) {
+        self.buf.extend_from_slice(line);
+        self.ends.push((self.buf.len(), record));
+    }
+}
+
+/// Is the file system taking writes, and what was dropped while it was not.
+struct Health {
+    policy: OnWriteError,
+    /// The sink, as the user named it, for warnings.
+    name: String,
+    /// Set while writes fail: when to try again, and the dropped count when it started.
+    failing: Option<(Instant, u64)>,
+    written: u64,
+    bytes: u64,
+    dropped: u64,
+}
+
+impl Health {
+    /// False while failing and the next attempt is not due: the caller drops instead.
+    fn may_write(&self) -> bool {
+        match self.failing {
+            None => true,
+            Some((retry_at, _)) => Instant::now() >= retry_at,
+        }
+    }
+
+    /// Try again at the next write (rotation, exit).
+    fn retry_now(&mut self) {
+        if let Some((at, _)) = self.failing.as_mut() {
+            *at = Instant::now();
+        }
+    }
+
+    /// A write failed: under `Fail` the error ends the run; under `Drop` an episode starts
+    /// (one warning) or goes on, and the next attempt is a second away.
+    fn failed(&mut self, err: OutputError) -> Result<(), OutputError> {
+        if self.policy == OnWriteError::Fail {
+            return Err(err);
+        }
+        let retry_at = Instant::now() + RETRY;
+        match self.failing.as_mut() {
+            Some((at, _)) => *at = retry_at,
+            None => {
+                eprintln!(
+                    "nameflow: warning: output {}: {err}; dropping records (counted as sink_dropped) until it can write again, trying every second",
+                    self.name
+                );
+                self.failing = Some((retry_at, self.dropped));
+            }
+        }
+        Ok(())
+    }
+
+    /// A write went through: an episode ends.
+    fn recovered(&mut self) {
+        if let Some((_, at_start)) = self.failing.take() {
+            eprintln!(
+                "nameflow: output {}: writing again; {} records were dropped",
+                self.name,
+                self.dropped - at_start
+            );
+        }
+    }
+
+    /// Counts the lines of `f.buf` from `from` on as dropped and empties the buffer.
+    fn drop_rest(&mut self, f: &mut LogFile, from: usize) {
+        for &(_, record) in &f.ends[from..] {
+            if record {
+                self.dropped += 1;
+            } else {
+                // A header that did not make it is written again before the next record (a
+                // footer is only ever last, so this flag dies with its file).
+                f.needs_header = true;
+            }
+        }
+        f.buf.clear();
+        f.ends.clear();
+    }
+}
+
+/// Opens `path` for appending (creating it with [`LOG_FILE_MODE`]).
+fn open_append(path: &Path) -> std::io::Result<File> {
+    // Logs name hosts and workloads: readable by the service's group, never by everyone
+    // (the mode applies when the file is created; the umask can only narrow it).
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(LOG_FILE_MODE)
+        .open(path)
+}
+
+/// Writes what `f` holds. Every line is written whole or not at all: a failure in the middle
+/// cuts the file back to the last whole line, and the lines not written are dropped.
+fn flush(f: &mut LogFile, h: &mut Health) -> Result<(), OutputError> {
+    if f.buf.is_empty() {
+        return Ok(());
+    }
+    if !h.may_write() {
+        h.drop_rest(f, 0);
+        return Ok(());
+    }
+    if f.file.is_none() {
+        match open_append(&f.path) {
+            Ok(file) => {
+                f.on_disk = file.metadata().map(|m| m.len()).unwrap_or(0);
+                f.file = Some(file);
+            }
+            Err(source) => {
+                h.drop_rest(f, 0);
+                return h.failed(OutputError::Create {
+                    path: f.path.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    let Some(file) = f.file.as_mut() else {
+        return Ok(());
+    };
+    if f.torn {
+        if file.set_len(f.on_disk).is_ok() {
+            f.torn = false;
+        } else {
+            // Cannot cut the fragment off: end it, so the next record is a line of its own.
+            f.buf.insert(0, b'\n');
+            for e in &mut f.ends {
+                e.0 += 1;
+            }
+            f.ends.insert(0, (1, false));
+        }
+    }
+    let mut done = 0;
+    let mut err = None;
+    while done < f.buf.len() {
+        match file.write(&f.buf[done..]) {
+            Ok(0) => {
+                err = Some(std::io::Error::from(ErrorKind::WriteZero));
+                break;
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    if f.torn && done > 0 {
+        f.torn = false;
+        f.on_disk += 1;
+        done -= 1;
+        f.buf.drain(..1);
+        f.ends.remove(0);
+        for e in &mut f.ends {
+            e.0 -= 1;
+        }
+    }
+    let whole = f.ends.partition_point(|&(end, _)| end <= done);
+    let boundary = whole.checked_sub(1).map_or(0, |i| f.ends[i].0);
+    for &(_, record) in &f.ends[..whole] {
+        h.written += u64::from(record);
+    }
+    h.bytes += boundary as u64;
+    if done > boundary && file.set_len(f.on_disk + boundary as u64).is_err() {
+        f.torn = true;
+    }
+    f.on_disk += boundary as u64;
+    match err {
+        None => {
+            f.buf.clear();
+            f.ends.clear();
+            h.recovered();
+            Ok(())
+        }
+        Some(source) => {
+            h.drop_rest(f, whole);
+            h.failed(OutputError::Write {
+                path: f.path.clone(),
+                source,
+            })
+        }
+    }
 }
 
 pub(crate) struct DirSink {
@@ -57,8 +277,7 @@ pub(crate) struct DirSink {
     /// Scratch for header and footer lines.
     scratch: Vec<u8>,
     counters: Arc<SinkCounters>,
-    written: u64,
-    bytes: u64,
+    health: Health,
 }
 
 impl DirSink {
@@ -68,18 +287,20 @@ impl DirSink {
         enc: Encoding,
         clock: Clock,
         rotation: Rotation,
+        policy: OnWriteError,
     ) -> Result<DirSink, OutputError> {
         std::fs::create_dir_all(dir).map_err(|source| OutputError::CreateDir {
             path: dir.to_owned(),
             source,
         })?;
         let compressor = if rotation.compress && rotation.is_on() {
-            Some(Compressor::start()?)
+            Some(Compressor::start(policy)?)
         } else {
             None
         };
+        let name = dir.display().to_string();
         Ok(DirSink {
-            name: dir.display().to_string(),
+            name: name.clone(),
             dir: dir.to_owned(),
             enc,
             clock,
@@ -89,57 +310,79 @@ impl DirSink {
             compressor,
             scratch: Vec::with_capacity(4096),
             counters: Arc::default(),
-            written: 0,
-            bytes: 0,
+            health: Health {
+                policy,
+                name,
+                failing: None,
+                written: 0,
+                bytes: 0,
+                dropped: 0,
+            },
         })
     }
 
-    fn create(&self, schema: &'static Schema, append: bool) -> Result<LogFile, OutputError> {
+    /// Opens `DIR/<path>.log` for this run, appending. `strict`: an error is returned even
+    /// when dropping (at start, so a bad directory fails before capture begins).
+    fn create(&mut self, schema: &'static Schema, strict: bool) -> Result<LogFile, OutputError> {
         let path = self.dir.join(format!("{}.log", schema.path));
-        let mut opts = OpenOptions::new();
-        // Logs name hosts and workloads: readable by the service's group, never by everyone
-        // (the mode applies when the file is created; the umask can only narrow it).
-        opts.mode(LOG_FILE_MODE);
-        if append {
-            opts.append(true).create(true);
-        } else {
-            opts.write(true).create(true).truncate(true);
-        }
-        let f = opts.open(&path).map_err(|source| OutputError::Create {
-            path: path.clone(),
-            source,
-        })?;
-        let size = if append {
-            f.metadata().map(|m| m.len()).unwrap_or(0)
-        } else {
-            0
+        let file = match open_append(&path) {
+            Ok(f) => Some(f),
+            Err(source) => {
+                let err = OutputError::Create {
+                    path: path.clone(),
+                    source,
+                };
+                if strict {
+                    return Err(err);
+                }
+                self.health.failed(err)?;
+                None
+            }
         };
+        let on_disk = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
         Ok(LogFile {
             schema,
             path,
-            out: BufWriter::with_capacity(1 << 16, f),
+            file,
+            buf: Vec::with_capacity(BUF + 4096),
+            ends: Vec::with_capacity(1024),
             open_ts: None,
-            size,
+            on_disk,
+            needs_header: true,
+            torn: false,
         })
     }
 
     /// Writes the header of a file that has none yet, dated `now`.
-    fn start(&mut self, log: usize, now: u64) -> Result<(), OutputError> {
+    fn start(&mut self, log: usize, now: u64) {
         let Some(Some(f)) = self.logs.get_mut(log) else {
-            return Ok(());
+            return;
         };
         if f.open_ts.is_some() {
-            return Ok(());
+            return;
         }
         f.open_ts = Some(now);
-        if f.size > 0 {
-            // Reopened after SIGHUP onto a file that already has content (copytruncate
-            // aside, logrotate's `nocreate`): its header is already there.
-            return Ok(());
+        self.header(log);
+    }
+
+    /// Queues the header if the file needs one.
+    fn header(&mut self, log: usize) {
+        let Some(Some(f)) = self.logs.get_mut(log) else {
+            return;
+        };
+        if !f.needs_header {
+            return;
         }
+        f.needs_header = false;
         self.scratch.clear();
-        self.enc.header(f.schema, now, &mut self.scratch);
-        write_file(f, &self.scratch)
+        self.enc
+            .header(f.schema, f.open_ts.unwrap_or(0), &mut self.scratch);
+        if !self.scratch.is_empty() {
+            f.push(&self.scratch, false);
+        }
     }
 
     /// Ends a file: footer, flush, close. Returns its path and open time.
@@ -147,21 +390,18 @@ impl DirSink {
         if self.logs.get(log).is_none_or(Option::is_none) {
             return Ok(None);
         }
-        self.start(log, close)?;
+        self.start(log, close);
         let Some(mut f) = self.logs[log].take() else {
             return Ok(None);
         };
         self.scratch.clear();
         self.enc.footer(close, &mut self.scratch);
-        write_file(&mut f, &self.scratch)?;
-        f.out.flush().map_err(|source| OutputError::Write {
-            path: f.path.clone(),
-            source,
-        })?;
+        if !self.scratch.is_empty() {
+            f.push(&self.scratch, false);
+        }
+        flush(&mut f, &mut self.health)?;
         let open = f.open_ts.unwrap_or(close);
-        let path = f.path.clone();
-        drop(f);
-        Ok(Some((path, open)))
+        Ok(Some((f.path, open)))
     }
 
     /// Moves a closed file into the archive and queues it for compression.
@@ -195,12 +435,22 @@ impl DirSink {
         else {
             return Ok(());
         };
+        // Each rotation is a chance to write again.
+        self.health.retry_now();
+        let mut open = open;
         if let Some((path, opened)) = self.end(log, close)? {
-            self.archive(&path, opened, close)?;
+            if let Err(e) = self.archive(&path, opened, close) {
+                // The file stays where it is and this run goes on appending to it; the next
+                // rotation archives it under its first open time.
+                self.health.failed(e)?;
+                open = opened;
+            }
         }
         if !last {
-            self.logs[log] = Some(self.create(schema, false)?);
-            self.start(log, open)?;
+            let mut f = self.create(schema, false)?;
+            f.needs_header = f.on_disk == 0;
+            self.logs[log] = Some(f);
+            self.start(log, open);
         }
         Ok(())
     }
@@ -214,20 +464,32 @@ impl DirSink {
     }
 
     fn publish(&self) {
-        self.counters.written.store(self.written, Ordering::Relaxed);
-        self.counters.bytes.store(self.bytes, Ordering::Relaxed);
+        let h = &self.health;
+        self.counters.written.store(h.written, Ordering::Relaxed);
+        self.counters.bytes.store(h.bytes, Ordering::Relaxed);
+        self.counters.dropped.store(h.dropped, Ordering::Relaxed);
     }
-}
 
-fn write_file(f: &mut LogFile, bytes: &[u8]) -> Result<(), OutputError> {
-    f.out
-        .write_all(bytes)
-        .map_err(|source| OutputError::Write {
-            path: f.path.clone(),
+    /// What an earlier run left in `path`: its torn last line ended, and with rotation the
+    /// file archived, as zeekctl does with a crashed node's logs.
+    fn take_over(&mut self, path: &Path) -> Result<(), OutputError> {
+        let recover = |source| OutputError::Recover {
+            path: path.to_owned(),
             source,
-        })?;
-    f.size += bytes.len() as u64;
-    Ok(())
+        };
+        let len = leftover::end_torn_line(path).map_err(recover)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let other_format = leftover::format_of(path)
+            .map_err(recover)?
+            .is_some_and(|f| f != self.enc.format);
+        if !self.rotation.is_on() && !other_format {
+            return Ok(());
+        }
+        let (open, close) = leftover::span(path).map_err(recover)?;
+        self.archive(path, open, close)
+    }
 }
 
 impl Sink for DirSink {
@@ -240,7 +502,8 @@ impl Sink for DirSink {
     }
 
     fn add_log(&mut self, log: usize, schema: &'static Schema) -> Result<(), OutputError> {
-        let f = self.create(schema, false)?;
+        self.take_over(&self.dir.join(format!("{}.log", schema.path)))?;
+        let f = self.create(schema, true)?;
         if self.logs.len() <= log {
             self.logs.resize_with(log + 1, || None);
         }
@@ -252,18 +515,26 @@ impl Sink for DirSink {
         let Some(Some(f)) = self.logs.get(log) else {
             return Ok(());
         };
+        if self.health.failing.is_some() && !self.health.may_write() {
+            self.health.dropped += 1;
+            return Ok(());
+        }
         if f.open_ts.is_none() {
             let open = self.first_open();
-            self.start(log, open)?;
+            self.start(log, open);
+        } else if f.needs_header {
+            self.header(log);
         }
         let Some(Some(f)) = self.logs.get_mut(log) else {
             return Ok(());
         };
-        write_file(f, line)?;
-        self.written += 1;
-        self.bytes += line.len() as u64;
+        f.push(line, true);
+        // While failing, each record let through is an attempt: written now, to know.
+        if f.buf.len() >= BUF || self.health.failing.is_some() {
+            flush(f, &mut self.health)?;
+        }
         if let Some(limit) = self.rotation.size {
-            if f.size >= limit {
+            if f.size() >= limit {
                 let now = self.clock.now_or_wall();
                 self.rotate(log, now, now, false)?;
             }
@@ -277,7 +548,7 @@ impl Sink for DirSink {
         };
         let open = self.first_open();
         for log in 0..self.logs.len() {
-            self.start(log, open)?;
+            self.start(log, open);
         }
         if let Some(interval) = self.rotation.interval_ns() {
             let due = *self
@@ -300,10 +571,7 @@ impl Sink for DirSink {
 
     fn idle(&mut self) -> Result<(), OutputError> {
         for f in self.logs.iter_mut().flatten() {
-            f.out.flush().map_err(|source| OutputError::Write {
-                path: f.path.clone(),
-                source,
-            })?;
+            flush(f, &mut self.health)?;
         }
         self.publish();
         Ok(())
@@ -316,8 +584,12 @@ impl Sink for DirSink {
                 continue;
             };
             self.end(log, now)?;
-            self.logs[log] = Some(self.create(schema, true)?);
-            self.start(log, now)?;
+            let mut f = self.create(schema, false)?;
+            // Reopened onto a file that already has content (logrotate's `nocreate`, or
+            // copytruncate aside): its header is already there.
+            f.needs_header = f.on_disk == 0;
+            self.logs[log] = Some(f);
+            self.start(log, now);
         }
         Ok(())
     }
@@ -325,6 +597,8 @@ impl Sink for DirSink {
     fn finish(&mut self, _deadline: Instant) -> Result<(), OutputError> {
         let now = self.clock.now_or_wall();
         let archive = self.rotation.is_on();
+        // One last attempt for what is still buffered.
+        self.health.retry_now();
         for log in 0..self.logs.len() {
             if archive {
                 self.rotate(log, now, now, true)?;
@@ -375,7 +649,9 @@ struct Compressor {
 }
 
 impl Compressor {
-    fn start() -> Result<Compressor, OutputError> {
+    /// Under [`OnWriteError::Drop`] a file that cannot be compressed (the disk is full) is
+    /// kept uncompressed with a warning; under `Fail` the first such error ends the run.
+    fn start(policy: OnWriteError) -> Result<Compressor, OutputError> {
         // Rotations are rare (one per interval per log); a backlog this deep means the disk
         // cannot keep up, and waiting for it is then the right thing.
         let (tx, rx) = sync_channel::<PathBuf>(256);
@@ -385,7 +661,9 @@ impl Compressor {
                 let mut first_err = Ok(());
                 for path in rx {
                     if let Err(e) = gzip_file(&path) {
-                        if first_err.is_ok() {
+                        if policy == OnWriteError::Drop {
+                            eprintln!("nameflow: warning: {e}");
+                        } else if first_err.is_ok() {
                             first_err = Err(e);
                         }
                     }
@@ -430,10 +708,19 @@ impl Drop for Compressor {
 }
 
 /// `X.log` → `X.log.gz` (written beside it under a temporary name, then renamed), then
-/// removes `X.log`. A failure leaves the uncompressed file in place.
+/// removes `X.log`. A failure leaves the uncompressed file in place (and removes the partial
+/// `.gz.tmp`, which would only hold space on a disk that is likely full).
 fn gzip_file(path: &Path) -> Result<(), OutputError> {
-    let gz = path.with_extension("log.gz");
     let tmp = path.with_extension("log.gz.tmp");
+    let r = gzip_into(path, &tmp);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn gzip_into(path: &Path, tmp: &Path) -> Result<(), OutputError> {
+    let gz = path.with_extension("log.gz");
     let io = |source| OutputError::Compress {
         path: path.to_owned(),
         source,
@@ -444,13 +731,13 @@ fn gzip_file(path: &Path) -> Result<(), OutputError> {
         .create(true)
         .truncate(true)
         .mode(LOG_FILE_MODE)
-        .open(&tmp)
+        .open(tmp)
         .map_err(io)?;
     let mut enc =
         flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
     std::io::copy(&mut input, &mut enc).map_err(io)?;
     enc.finish().and_then(|mut w| w.flush()).map_err(io)?;
-    std::fs::rename(&tmp, &gz).map_err(io)?;
+    std::fs::rename(tmp, &gz).map_err(io)?;
     std::fs::remove_file(path).map_err(io)?;
     Ok(())
 }
@@ -458,6 +745,99 @@ fn gzip_file(path: &Path) -> Result<(), OutputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::record::CONN;
+    use crate::output::{Format, JsonTs};
+
+    fn sink(dir: &Path, format: Format, policy: OnWriteError, rotation: Rotation) -> DirSink {
+        let enc = Encoding {
+            format,
+            json_ts: JsonTs::Epoch,
+            path_key: false,
+        };
+        let clock = Clock::Wall;
+        let mut s = DirSink::open(dir, enc, clock, rotation, policy).unwrap();
+        s.add_log(0, &CONN).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_second_run_appends_and_ends_a_torn_line_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conn.log");
+        std::fs::write(&p, b"{\"ts\":1}\n{\"ts\":2,\"u").unwrap();
+        let mut s = sink(
+            dir.path(),
+            Format::Json,
+            OnWriteError::Fail,
+            Rotation::default(),
+        );
+        s.write(0, b"{\"ts\":3}\n").unwrap();
+        s.finish(Instant::now()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"ts\":1}\n{\"ts\":2,\"u\n{\"ts\":3}\n"
+        );
+        assert_eq!(s.counters().written.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn with_rotation_an_earlier_file_is_archived_under_its_own_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conn.log");
+        std::fs::write(
+            &p,
+            "#open\t2011-03-18-19-06-07\n#fields\tts\tuid\n1300475168.5\tC1\n1300478399.9\tC2\n",
+        )
+        .unwrap();
+        let rotation = Rotation {
+            interval: Some(Duration::from_secs(3600)),
+            ..Rotation::default()
+        };
+        let mut s = sink(dir.path(), Format::Tsv, OnWriteError::Fail, rotation);
+        let old = dir.path().join("2011-03-18/conn.19:06:07-19:59:59.log");
+        assert!(old.exists(), "archived at start");
+        assert!(std::fs::read_to_string(&old).unwrap().contains("C2"));
+        // The live file is this run's alone.
+        assert!(!std::fs::read_to_string(&p).unwrap().contains("C1"));
+        s.finish(Instant::now()).unwrap();
+    }
+
+    /// `DIR/conn.log` pointing at /dev/full: every write fails with ENOSPC.
+    fn full_disk_sink(policy: OnWriteError) -> Option<(tempfile::TempDir, DirSink)> {
+        if !Path::new("/dev/full").exists() {
+            eprintln!("skipped: no /dev/full");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("conn.log")).unwrap();
+        let s = sink(dir.path(), Format::Json, policy, Rotation::default());
+        Some((dir, s))
+    }
+
+    #[test]
+    fn a_full_disk_drops_and_counts_whole_records_when_dropping() {
+        let Some((_dir, mut s)) = full_disk_sink(OnWriteError::Drop) else {
+            return;
+        };
+        for _ in 0..10 {
+            s.write(0, b"{\"ts\":1}\n").unwrap();
+        }
+        s.idle().unwrap();
+        s.finish(Instant::now()).unwrap();
+        let c = s.counters();
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 10);
+        assert_eq!(c.written.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_when_failing() {
+        let Some((_dir, mut s)) = full_disk_sink(OnWriteError::Fail) else {
+            return;
+        };
+        s.write(0, b"{\"ts\":1}\n").unwrap();
+        let e = s.idle().unwrap_err().to_string();
+        assert!(e.contains("conn.log") && e.contains("free space"), "{e}");
+    }
 
     #[test]
     fn archive_names_follow_zeekctl() {

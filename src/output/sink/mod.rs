@@ -3,12 +3,13 @@
 //!
 //! | spec | sink |
 //! |---|---|
-//! | `DIR` | [`dir`]: `DIR/<path>.log` per log, rotation into Zeek-style archives, gzip, reopen |
+//! | `DIR` | [`dir`]: `DIR/<path>.log` per log, rotation into Zeek-style archives, gzip, reopen, an earlier run's files kept, whole records through a full disk |
 //! | `tcp://HOST:PORT`, `unix:PATH` | [`stream`]: newline-delimited records over a stream socket, reconnect with backoff, bounded buffer |
 //! | `-` | [`stdout`]: standard output |
 //! | `null:` | [`stdout::NullSink`]: counts and discards (benchmarks) |
 
 pub mod dir;
+mod leftover;
 pub mod stdout;
 pub mod stream;
 
@@ -112,7 +113,8 @@ pub struct SinkCounters {
     /// Records accepted but not yet handed over (a stream sink's buffer).
     pub buffered: AtomicU64,
     /// Records given up: buffer full while the peer was away or slow, undeliverable at exit,
-    /// or a closed stdout.
+    /// a closed stdout, or a file system that refused the write (full, over quota, I/O
+    /// error) of a directory sink that drops.
     pub dropped: AtomicU64,
     /// Bytes handed to the destination.
     pub bytes: AtomicU64,
