@@ -24,6 +24,7 @@
 use super::clock::Clock;
 use super::schema::{LogRecord, Schema};
 use super::sink::dir::DirSink;
+use super::sink::nats::{NatsOptions, NatsSink};
 use super::sink::stdout::{NullSink, StdoutSink};
 use super::sink::stream::{StreamSink, Target};
 use super::sink::{Sink, SinkCounters, SinkSpec, SinkStats};
@@ -81,6 +82,8 @@ pub struct OutputConfig {
     pub stream_buffer: usize,
     /// How long the writer waits at exit for stream sinks to deliver what they hold.
     pub flush_timeout: Duration,
+    /// Settings of `nats://` sinks (subject, stream, credentials, sensor name).
+    pub nats: NatsOptions,
 }
 
 impl Default for OutputConfig {
@@ -94,6 +97,7 @@ impl Default for OutputConfig {
             rotation: Rotation::default(),
             stream_buffer: 16 << 20,
             flush_timeout: Duration::from_secs(2),
+            nats: NatsOptions::default(),
         }
     }
 }
@@ -134,6 +138,8 @@ pub enum OutputError {
     },
     #[error("cannot install the SIGHUP handler that reopens log files: {0}")]
     Signal(std::io::Error),
+    #[error("output {sink}: {message}")]
+    Nats { sink: String, message: String },
     #[error("the {0} thread panicked; this is a bug, please report it")]
     ThreadPanic(&'static str),
 }
@@ -233,11 +239,19 @@ impl Writer {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::with_capacity(cfg.sinks.len());
         let mut has_dir = false;
         for s in &cfg.sinks {
-            let stream = matches!(s.spec, SinkSpec::Tcp(_) | SinkSpec::Unix(_));
+            let stream = matches!(
+                s.spec,
+                SinkSpec::Tcp(_) | SinkSpec::Unix(_) | SinkSpec::Nats(_)
+            );
+            // NATS messages are Zeek JSON whatever --format says (one record per message).
+            let format = match s.spec {
+                SinkSpec::Nats(_) => Format::Json,
+                _ => s.format,
+            };
             let enc = Encoding {
-                format: s.format,
+                format,
                 json_ts: cfg.json_ts,
-                path_key: stream && s.format == Format::Json,
+                path_key: stream && format == Format::Json,
             };
             let sink: Box<dyn Sink> = match &s.spec {
                 SinkSpec::Dir(d) => {
@@ -260,6 +274,9 @@ impl Writer {
                     cfg.stream_buffer,
                 )?),
                 SinkSpec::Null => Box::new(NullSink::new(enc)),
+                SinkSpec::Nats(n) => {
+                    Box::new(NatsSink::open(n, &cfg.nats, enc, cfg.stream_buffer)?)
+                }
             };
             sinks.push(sink);
         }

@@ -1,0 +1,609 @@
+//! The NATS JetStream sink against a real `nats-server -js` that each test starts on a free
+//! loopback port with its own store directory (killed on drop, even when the test fails):
+//! every record of a `nameflow read` is in the stream exactly once with its subject, `_path`,
+//! `_system_name` and message id; a server killed and restarted mid-run loses and duplicates
+//! nothing; a dead server is counted; an existing stream is used as it is; bad URLs, bad
+//! credentials and unreadable creds files are one clear error. Messages are read back with
+//! `async-nats` itself.
+//!
+//! Skips, saying why, when `nats-server` is not installed (Debian: `apt-get install
+//! nats-server`); fails instead when `CI` is set.
+
+use async_nats::jetstream;
+use nameflow::synth::{DnsData, DnsRecord, DnsSpec, TcpClose, TcpSpec, Trace, TsResolution};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const BIN: &str = env!("CARGO_BIN_EXE_nameflow");
+
+/// Why these tests cannot run here; panics instead under CI.
+fn skip() -> bool {
+    let found = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return false;
+    }
+    let reason = "nats-server is not installed (apt-get install nats-server)";
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but {reason}");
+    }
+    eprintln!("skipping: {reason}");
+    true
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `nats-server -js` on 127.0.0.1 with its own store; killed (and waited for) on drop.
+struct Server {
+    port: u16,
+    store: PathBuf,
+    extra: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server {
+            port: free_port(),
+            store: dir.join("js"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: dir.join("nats-server.log"),
+            child: None,
+        };
+        s.up();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (same port, same store) and waits until it accepts connections.
+    fn up(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("failed to run nats-server");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "nats-server did not listen on {}: {}",
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no clean shutdown, the store is what was synced.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One stored message.
+#[derive(Debug)]
+struct Stored {
+    subject: String,
+    id: String,
+    raw: String,
+    record: serde_json::Value,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A test client; `user:pass@` in the URL is used as the credentials.
+async fn connect(url: &str) -> async_nats::Client {
+    let mut opts = async_nats::ConnectOptions::new();
+    let after = url.split_once("://").map_or(url, |(_, a)| a);
+    let mut addr = url.to_owned();
+    if let Some((auth, host)) = after.rsplit_once('@') {
+        let (u, p) = auth.split_once(':').unwrap();
+        opts = opts.user_and_password(u.into(), p.into());
+        addr = format!("nats://{host}");
+    }
+    opts.connect(addr).await.expect("test client connects")
+}
+
+/// Every message of `stream`, in stream order.
+fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
+    rt().block_on(async {
+        let client = connect(url).await;
+        let js = jetstream::new(client);
+        let mut s = js.get_stream(stream).await.expect("the stream exists");
+        let state = s.info().await.unwrap().state.clone();
+        let mut out = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            if state.messages == 0 {
+                break;
+            }
+            let Ok(m) = s.get_raw_message(seq).await else {
+                continue;
+            };
+            let id = m
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            let record = serde_json::from_slice(&m.payload)
+                .unwrap_or_else(|e| panic!("message {seq} is not one JSON record: {e}"));
+            out.push(Stored {
+                subject: m.subject.to_string(),
+                id,
+                raw: String::from_utf8_lossy(&m.payload).into_owned(),
+                record,
+            });
+        }
+        out
+    })
+}
+
+/// TCP sessions and DNS exchanges: `n` of each, 50 ms of packet time apart.
+fn trace(n: usize) -> Trace {
+    let mut t = Trace::new();
+    for i in 0..n {
+        let start = T0 + i as u64 * 50_000_000;
+        let spec = TcpSpec {
+            client: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(198, 18, (i / 250) as u8, 1 + (i % 250) as u8)),
+                10000 + (i % 5000) as u16,
+            ),
+            server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 19, 1, 2)), 443),
+            close: if i % 3 == 0 {
+                TcpClose::RstByServer
+            } else {
+                TcpClose::Fin
+            },
+            ..TcpSpec::default()
+        };
+        t.tcp_session(&spec, start);
+        let mut dns = DnsSpec::query(&format!("h{i}.example.test"), 1).answer(DnsRecord::new(
+            &format!("h{i}.example.test"),
+            300,
+            DnsData::A([198, 18, 200, (i % 250) as u8].into()),
+        ));
+        dns.client.set_port(30000 + (i % 30000) as u16);
+        t.dns_exchange(&dns, start + 1_000_000);
+    }
+    t.sort_by_time();
+    t
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("failed to run the nameflow binary")
+}
+
+fn file_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The stream's records without the two keys the sink adds, as comparable strings.
+fn without_meta(m: &Stored) -> String {
+    let mut v = m.record.clone();
+    let o = v.as_object_mut().unwrap();
+    o.remove("_path");
+    o.remove("_system_name");
+    v.to_string()
+}
+
+fn multiset<T: Ord>(v: impl IntoIterator<Item = T>) -> BTreeMap<T, usize> {
+    let mut m = BTreeMap::new();
+    for x in v {
+        *m.entry(x).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn every_record_is_in_the_stream_once_with_subject_path_sensor_and_id() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let pcap = dir.path().join("t.pcap");
+    trace(300).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let logs = dir.path().join("logs");
+    let o = run(&[
+        "read",
+        "-o",
+        logs.to_str().unwrap(),
+        "-o",
+        &server.url(),
+        "--sensor",
+        "edge-1.example",
+        "--logs",
+        "conn,dns",
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("dropped") || stderr.contains(" 0 dropped"),
+        "{stderr}"
+    );
+
+    let conn = file_records(&logs.join("conn.log"));
+    let dns = file_records(&logs.join("dns.log"));
+    assert_eq!(conn.len(), 600, "300 TCP sessions and 300 DNS exchanges");
+    assert_eq!(dns.len(), 300);
+    let stored = read_stream(&server.url(), "NAMEFLOW_LOGS");
+    assert_eq!(
+        stored.len(),
+        conn.len() + dns.len(),
+        "one message per record"
+    );
+
+    let ids: HashSet<&str> = stored.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), stored.len(), "every message id is unique");
+    for m in &stored {
+        let path = m.record["_path"].as_str().expect("_path");
+        assert_eq!(m.subject, format!("nameflow.logs.{path}"));
+        assert_eq!(m.record["_system_name"], "edge-1.example");
+        let uid = m.record["uid"].as_str().expect("uid");
+        assert_eq!(m.id, format!("edge-1.example:{path}:{uid}"));
+        // json-streaming-logs' order: _path, then _system_name, then the record.
+        let head = format!(r#"{{"_path":"{path}","_system_name":"edge-1.example","ts":"#);
+        assert!(m.raw.starts_with(&head), "{}", m.raw);
+        assert!(!m.raw.ends_with('\n'), "one record, no newline");
+    }
+    for (log, recs) in [("conn", &conn), ("dns", &dns)] {
+        let got = multiset(
+            stored
+                .iter()
+                .filter(|m| m.record["_path"] == log)
+                .map(without_meta),
+        );
+        let want = multiset(recs.iter().map(|v| v.to_string()));
+        assert!(
+            got == want,
+            "{log}: the stream holds exactly the file's records"
+        );
+    }
+    // The stream was created as documented.
+    let cfg = rt().block_on(async {
+        let js = jetstream::new(connect(&server.url()).await);
+        let mut s = js.get_stream("NAMEFLOW_LOGS").await.unwrap();
+        s.info().await.unwrap().config.clone()
+    });
+    assert_eq!(cfg.subjects, ["nameflow.logs.>"]);
+    assert_eq!(cfg.max_age, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(cfg.duplicate_window, Duration::from_secs(120));
+}
+
+/// Splits a pcap file into its global header and its records.
+fn pcap_records(bytes: &[u8]) -> (&[u8], Vec<&[u8]>) {
+    let (head, mut rest) = bytes.split_at(24);
+    let mut recs = Vec::new();
+    while rest.len() >= 16 {
+        let incl = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+        let (r, tail) = rest.split_at(16 + incl);
+        recs.push(r);
+        rest = tail;
+    }
+    (head, recs)
+}
+
+#[test]
+fn server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let bytes = trace(1500).pcap_bytes(TsResolution::Micro);
+    let (head, recs) = pcap_records(&bytes);
+    let logs = dir.path().join("logs");
+    let mut child = Command::new(BIN)
+        .args([
+            "read",
+            "-o",
+            logs.to_str().unwrap(),
+            "-o",
+            &server.url(),
+            "--sensor",
+            "s1",
+            "--flush-timeout",
+            "40s",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(head).unwrap();
+    // About 4 s of feeding: the server dies after a third and comes back after two thirds,
+    // so records are published before, during (buffered) and after the outage.
+    let per = recs.len() / 40;
+    for (i, part) in recs.chunks(per.max(1)).enumerate() {
+        for r in part {
+            stdin.write_all(r).unwrap();
+        }
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if i == 13 {
+            server.kill();
+        }
+        if i == 27 {
+            server.up();
+        }
+    }
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("disconnected"),
+        "the outage is reported: {stderr}"
+    );
+
+    let conn = file_records(&logs.join("conn.log"));
+    assert_eq!(conn.len(), 3000);
+    let stored = read_stream(&server.url(), "NAMEFLOW_LOGS");
+    let uids = multiset(
+        stored
+            .iter()
+            .map(|m| m.record["uid"].as_str().unwrap().to_owned()),
+    );
+    let dups: Vec<_> = uids.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(dups.is_empty(), "duplicates in the stream: {dups:?}");
+    let want: HashSet<String> = conn
+        .iter()
+        .map(|v| v["uid"].as_str().unwrap().to_owned())
+        .collect();
+    let got: HashSet<String> = uids.into_keys().collect();
+    let lost = want.difference(&got).count();
+    assert_eq!(lost, 0, "records lost across the restart; {stderr}");
+    assert_eq!(got.len(), want.len());
+}
+
+#[test]
+fn a_dead_server_is_counted_within_the_buffer_bound_and_the_run_ends() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("t.pcap");
+    trace(2000).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let t = Instant::now();
+    let o = run(&[
+        "read",
+        "-o",
+        dir.path().join("logs").to_str().unwrap(),
+        "-o",
+        &url,
+        "--stream-buffer",
+        "64KiB",
+        "--flush-timeout",
+        "500ms",
+        pcap.to_str().unwrap(),
+    ]);
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("cannot reach the server").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "output {url}: 0 records written, 4000 dropped, 0 undelivered"
+        )),
+        "every record is accounted as dropped: {stderr}"
+    );
+    assert!(took < Duration::from_secs(20), "the run took {took:?}");
+
+    // --nats-required: one clear error, nothing runs.
+    let o = run(&[
+        "read",
+        "-o",
+        &url,
+        "--nats-required",
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains(&url) && stderr.contains("--nats-required"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_existing_stream_is_used_as_it_is() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    rt().block_on(async {
+        let js = jetstream::new(connect(&server.url()).await);
+        js.create_stream(jetstream::stream::Config {
+            name: "MINE".into(),
+            subjects: vec!["site.>".into()],
+            max_age: Duration::from_secs(3600),
+            max_messages: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let pcap = dir.path().join("t.pcap");
+    trace(50).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let o = run(&[
+        "read",
+        "-o",
+        &server.url(),
+        "--nats-stream",
+        "MINE",
+        "--nats-subject",
+        "site.{sensor}.{path}",
+        "--sensor",
+        "a.b",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored = read_stream(&server.url(), "MINE");
+    assert_eq!(stored.len(), 100);
+    assert!(stored.iter().all(|m| m.subject == "site.a_b.conn"));
+    let (cfg, names) = rt().block_on(async {
+        let js = jetstream::new(connect(&server.url()).await);
+        let mut s = js.get_stream("MINE").await.unwrap();
+        let cfg = s.info().await.unwrap().config.clone();
+        let missing = js.get_stream("NAMEFLOW_LOGS").await.is_err();
+        (cfg, missing)
+    });
+    assert_eq!(cfg.subjects, ["site.>"], "the stream was left as it was");
+    assert_eq!(cfg.max_age, Duration::from_secs(3600));
+    assert_eq!(cfg.max_messages, 100_000);
+    assert!(names, "no other stream was created");
+}
+
+#[test]
+fn credentials_in_the_url_and_bad_ones_are_one_clear_error() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--user", "nf", "--pass", "s3cret"]);
+    let pcap = dir.path().join("t.pcap");
+    trace(20).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let good = format!("nats://nf:s3cret@127.0.0.1:{}", server.port);
+    let o = run(&["read", "-o", &good, pcap.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "the password is never printed");
+    let stored = read_stream(&good, "NAMEFLOW_LOGS");
+    assert_eq!(stored.len(), 40);
+
+    let bad = format!("nats://nf:wrong@127.0.0.1:{}", server.port);
+    let o = run(&["read", "-o", &bad, pcap.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("refused the credentials") && stderr.contains("nats://nf:***@127.0.0.1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_urls_and_unreadable_creds_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("t.pcap");
+    trace(2).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    for (url, says) in [
+        ("nats://127.0.0.1", "needs a port"),
+        ("nats://127.0.0.1:0", "from 1 to 65535"),
+        ("nats://127.0.0.1:4222,,h:1", "empty server"),
+        ("natz://127.0.0.1:4222", "unknown scheme"),
+    ] {
+        let o = run(&["read", "-o", url, pcap.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{url}");
+        assert!(
+            stderr.contains(url) && stderr.contains(says),
+            "{url}: {stderr}"
+        );
+    }
+    let port = free_port();
+    let missing = dir.path().join("nope.creds");
+    let o = run(&[
+        "read",
+        "-o",
+        &format!("nats://127.0.0.1:{port}"),
+        "--nats-creds",
+        missing.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains(&format!("--nats-creds {}", missing.display())),
+        "{stderr}"
+    );
+    let garbage = dir.path().join("bad.creds");
+    std::fs::write(&garbage, "not a creds file\n").unwrap();
+    let o = run(&[
+        "read",
+        "-o",
+        &format!("nats://127.0.0.1:{port}"),
+        "--nats-creds",
+        garbage.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("not a NATS credentials file"), "{stderr}");
+    let o = run(&[
+        "read",
+        "-o",
+        &format!("nats://127.0.0.1:{port}"),
+        "--nats-subject",
+        "{path}",
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("--nats-subject"), "{stderr}");
+}
