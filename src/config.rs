@@ -288,14 +288,15 @@ impl OutputSection {
                             .map_err(|e: crate::output::sink::SinkSpecError| {
                                 ConfigError::Invalid {
                                     key: "-o / output.sinks",
-                                    value: to.clone(),
+                                    // The spec as the error shows it (NATS credentials hidden).
+                                    value: e.spec.clone(),
                                     reason: e.to_string(),
                                 }
                             })?;
                     if out.iter().any(|o| o.spec == spec) {
                         return Err(ConfigError::Invalid {
                             key: "-o / output.sinks",
-                            value: to.clone(),
+                            value: spec.to_string(),
                             reason: "this output is listed twice; list each once".into(),
                         });
                     }

@@ -607,3 +607,12 @@ fn bad_urls_and_unreadable_creds_name_the_problem() {
     assert!(!o.status.success());
     assert!(stderr.contains("--nats-subject"), "{stderr}");
 }
+
+#[test]
+fn a_bad_nats_url_never_prints_its_password() {
+    let o = run(&["read", "-o", "nats://u:hunter2@127.0.0.1", "x.pcap"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("needs a port"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

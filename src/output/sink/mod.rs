@@ -79,7 +79,12 @@ impl std::str::FromStr for SinkSpec {
             return Ok(SinkSpec::Tcp(addr.to_owned()));
         }
         if s.starts_with("nats://") || s.starts_with("tls://") {
-            return nats::NatsServers::parse(s).map(SinkSpec::Nats).map_err(err);
+            return nats::NatsServers::parse(s)
+                .map(SinkSpec::Nats)
+                .map_err(|reason| SinkSpecError {
+                    spec: nats::redact(s),
+                    reason,
+                });
         }
         if let Some(path) = s.strip_prefix("unix:") {
             let path = path.strip_prefix("//").unwrap_or(path);

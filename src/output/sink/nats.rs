@@ -152,6 +152,28 @@ impl std::fmt::Display for NatsServers {
     }
 }
 
+/// `s` with whatever stands between `://` (or `,`) and `@` shown as `***`, for messages about
+/// a spec that did not parse.
+pub fn redact(s: &str) -> String {
+    s.split(',')
+        .map(|part| {
+            let (scheme, rest) = match part.split_once("://") {
+                Some((a, b)) => (Some(a), b),
+                None => (None, part),
+            };
+            let rest = match rest.rsplit_once('@') {
+                Some((_, host)) => format!("***@{host}"),
+                None => rest.to_owned(),
+            };
+            match scheme {
+                Some(sc) => format!("{sc}://{rest}"),
+                None => rest,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -410,7 +432,6 @@ pub(crate) struct NatsSink {
     shared: Arc<Shared>,
     chunk: Chunk,
     capacity: usize,
-    fatal: Arc<Mutex<Option<String>>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<SinkCounters>,
 }
@@ -480,7 +501,6 @@ impl NatsSink {
             queued_bytes: AtomicUsize::new(0),
         });
         let counters: Arc<SinkCounters> = Arc::default();
-        let fatal = Arc::new(Mutex::new(None));
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let setup = Setup {
             name: name.clone(),
@@ -491,10 +511,9 @@ impl NatsSink {
         let thread = {
             let shared = shared.clone();
             let counters = counters.clone();
-            let fatal = fatal.clone();
             std::thread::Builder::new()
                 .name("nameflow-nats".into())
-                .spawn(move || run_client(setup, &shared, &counters, &fatal, ready_tx))
+                .spawn(move || run_client(setup, &shared, &counters, ready_tx))
                 .map_err(|source| OutputError::Spawn {
                     what: "NATS sink",
                     source,
@@ -514,7 +533,6 @@ impl NatsSink {
                 msgs: Vec::with_capacity(CHUNK / 128),
             },
             capacity: capacity.max(CHUNK),
-            fatal,
             thread: Some(thread),
             counters,
         };
@@ -661,12 +679,6 @@ impl Sink for NatsSink {
     }
 
     fn poll(&mut self, _now: Option<u64>) -> Result<(), OutputError> {
-        if let Some(message) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(OutputError::Nats {
-                sink: self.name.clone(),
-                message,
-            });
-        }
         if self.chunk.bytes.len() >= CHUNK / 2 {
             self.hand_off();
         }
@@ -773,7 +785,6 @@ fn run_client(
     setup: Setup,
     shared: &Shared,
     counters: &SinkCounters,
-    fatal: &Mutex<Option<String>>,
     ready: std::sync::mpsc::SyncSender<Startup>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -788,7 +799,7 @@ fn run_client(
             return;
         }
     };
-    rt.block_on(client_main(setup, shared, counters, fatal, ready));
+    rt.block_on(client_main(setup, shared, counters, ready));
 }
 
 fn connect_problem(e: &async_nats::ConnectError, setup: &Setup) -> (bool, String) {
@@ -826,7 +837,6 @@ async fn client_main(
     setup: Setup,
     shared: &Shared,
     counters: &SinkCounters,
-    fatal: &Mutex<Option<String>>,
     ready: std::sync::mpsc::SyncSender<Startup>,
 ) {
     let urls = setup.servers.urls.clone();
@@ -881,7 +891,6 @@ async fn client_main(
         }
     }
     let _ = ready.send(Startup::Ready);
-    let _ = fatal;
     publish_loop(&setup, &js, stream_ready, shared, counters).await;
     // Acknowledged messages are stored; nothing else is owed to the server.
     drop(js);
@@ -1156,6 +1165,7 @@ mod tests {
         assert!(s.tls());
         assert_eq!(s.to_string(), "tls://***@h:1");
         assert_eq!(s.url_auth(), Some(("tok".into(), None)));
+        assert_eq!(redact("nats://u:pw@h,x@h2:1"), "nats://***@h,***@h2:1");
         for bad in [
             "nats://",
             "nats://h",
