@@ -616,3 +616,125 @@ fn a_bad_nats_url_never_prints_its_password() {
     assert!(stderr.contains("needs a port"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with `openssl`; `None` when it is missing.
+fn make_certs(dir: &Path) -> Option<()> {
+    let ok = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let made = ok(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=nameflow test CA",
+    ]) && ok(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && ok(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    made.then_some(())
+}
+
+#[test]
+fn tls_with_the_servers_ca_and_a_clear_error_without_it() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    if make_certs(dir.path()).is_none() {
+        let reason = "openssl is not installed, so no test certificates";
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {reason}");
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let cert = dir.path().join("srv.pem");
+    let key = dir.path().join("srv.key");
+    let ca = dir.path().join("ca.pem");
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("tls://127.0.0.1:{}", server.port);
+    let pcap = dir.path().join("t.pcap");
+    trace(20).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let o = run(&[
+        "read",
+        "-o",
+        &url,
+        "--nats-ca",
+        ca.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = rt().block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(ca.clone())
+            .connect(&url)
+            .await
+            .expect("test client connects over TLS");
+        let js = jetstream::new(client);
+        let mut s = js.get_stream("NAMEFLOW_LOGS").await.unwrap();
+        s.info().await.unwrap().state.messages
+    });
+    assert_eq!(n, 40, "every record arrived over TLS");
+
+    // Without the CA the certificate cannot be verified: one error naming --nats-ca.
+    let o = run(&["read", "-o", &url, pcap.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("TLS") && stderr.contains("--nats-ca"),
+        "{stderr}"
+    );
+}

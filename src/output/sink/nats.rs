@@ -804,7 +804,22 @@ fn run_client(
 
 fn connect_problem(e: &async_nats::ConnectError, setup: &Setup) -> (bool, String) {
     use async_nats::ConnectErrorKind as K;
+    // A certificate the client cannot verify comes back as an I/O error from the handshake:
+    // it is a setup problem, not an absent server.
+    let text = e.to_string();
+    let tls_failed = text.contains("certificate") || text.contains("TLS") || text.contains("tls");
     match e.kind() {
+        K::Io if tls_failed => (
+            true,
+            format!(
+                "TLS with the server failed ({e}); check the server's certificate{}",
+                if setup.opts.ca.is_some() {
+                    " and --nats-ca"
+                } else {
+                    ", or give its CA with --nats-ca"
+                }
+            ),
+        ),
         K::Authentication | K::AuthorizationViolation => (
             true,
             format!(
