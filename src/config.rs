@@ -526,6 +526,37 @@ mod tests {
     }
 
     #[test]
+    fn nats_settings_from_the_file() {
+        let o = parse(
+            "[output]\nsinks = [\"nats://a:4222,b:4222\"]\nnats_subject = \"logs.{sensor}.{path}\"\n\
+             nats_stream = \"S\"\nnats_max_age = \"1h\"\nnats_dedup_window = \"30s\"\n\
+             nats_required = true\nsensor = \"edge\"\n",
+        )
+        .unwrap()
+        .output
+        .resolve()
+        .unwrap();
+        assert!(matches!(&o.sinks[0].spec, SinkSpec::Nats(n) if n.urls.len() == 2));
+        assert_eq!(o.nats.subject, "logs.{sensor}.{path}");
+        assert_eq!(o.nats.stream, "S");
+        assert_eq!(o.nats.max_age, Duration::from_secs(3600));
+        assert_eq!(o.nats.dedup_window, Duration::from_secs(30));
+        assert!(o.nats.required);
+        assert_eq!(o.nats.sensor, "edge");
+        let bad = |text: &str| {
+            parse(text)
+                .unwrap()
+                .output
+                .resolve()
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[output]\nnats_stream = \"a.b\"\n").contains("--nats-stream"));
+        assert!(bad("[output]\nnats_max_age = \"1m\"\n").contains("--nats-dedup-window"));
+        assert!(bad("[output]\nsensor = \"\"\n").contains("--sensor"));
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file = parse("[output]\nformat = \"tsv\"\nsinks = [\"a\"]\nrotate = \"1h\"\n")
             .unwrap()
