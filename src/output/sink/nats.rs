@@ -756,6 +756,8 @@ fn connect_options(setup: &Setup) -> async_nats::ConnectOptions {
         o = o.add_root_certificates(ca.clone());
     }
     let name = setup.name.clone();
+    // Only a connection after a loss is news; the first one is the normal start.
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     o.connection_timeout(CONNECT_TIMEOUT)
         .reconnect_delay_callback(backoff_delay)
         .max_reconnects(None)
@@ -763,14 +765,18 @@ fn connect_options(setup: &Setup) -> async_nats::ConnectOptions {
         .name(format!("nameflow {}", setup.opts.sensor))
         .event_callback(move |event| {
             let name = name.clone();
+            let lost = lost.clone();
             async move {
                 match event {
                     async_nats::Event::Disconnected => {
+                        lost.store(true, Ordering::Relaxed);
                         eprintln!(
                             "nameflow: {name}: disconnected; reconnecting, records are buffered"
                         )
                     }
-                    async_nats::Event::Connected => eprintln!("nameflow: {name}: connected"),
+                    async_nats::Event::Connected if lost.swap(false, Ordering::Relaxed) => {
+                        eprintln!("nameflow: {name}: reconnected")
+                    }
                     async_nats::Event::ServerError(e) => {
                         eprintln!("nameflow: {name}: server error: {e}")
                     }
