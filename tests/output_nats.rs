@@ -794,7 +794,8 @@ fn tls_with_the_servers_ca_and_a_clear_error_without_it() {
 
 /// The publish rate of one writer into a local `nats-server -js` (file store, acks on), next to
 /// the same run into the null sink. Ignored: a measurement, run by hand
-/// (`cargo test --release --test output_nats publish_rate -- --ignored --nocapture`).
+/// (`cargo test --test output_nats publish_rate -- --ignored --nocapture`; set
+/// `NAMEFLOW_BIN=target/release/nameflow` to time a release binary).
 #[test]
 #[ignore]
 fn publish_rate() {
@@ -806,17 +807,26 @@ fn publish_rate() {
     let n = 50_000;
     let pcap = dir.path().join("t.pcap");
     trace(n).write_pcap(&pcap, TsResolution::Micro).unwrap();
+    let bin = std::env::var("NAMEFLOW_BIN").unwrap_or_else(|_| BIN.to_owned());
     let timed = |out: &str| {
         let t = Instant::now();
-        let o = run(&[
-            "read",
-            "-o",
-            out,
-            "--flush-timeout",
-            "60s",
-            pcap.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // A buffer that holds the whole run: this measures the rate, not the drop policy.
+        let o = Command::new(&bin)
+            .args([
+                "read",
+                "-o",
+                out,
+                "--flush-timeout",
+                "60s",
+                "--stream-buffer",
+                "1GiB",
+            ])
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        eprint!("{stderr}");
         t.elapsed()
     };
     let null = timed("null:");
