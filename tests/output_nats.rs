@@ -57,8 +57,14 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on(dir, free_port(), extra)
+    }
+
+    /// On a given port, store and log in `dir`.
+    fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        std::fs::create_dir_all(dir).unwrap();
         let mut s = Server {
-            port: free_port(),
+            port,
             store: dir.join("js"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.join("nats-server.log"),
@@ -462,6 +468,137 @@ fn past_the_buffer_drops_are_counted_and_nothing_else_is_lost() {
         want.len(),
         "every record is stored or counted as dropped: {line}"
     );
+}
+
+/// A server's `/connz` monitoring page (plain HTTP on loopback).
+fn connz(port: u16) -> String {
+    use std::io::Read;
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// A 3-node JetStream cluster on loopback with an R3 stream: the node nameflow is connected to
+/// is killed mid-run (and left down); the client moves to another node and every record is in
+/// the stream once.
+#[test]
+fn a_cluster_node_lost_mid_run_loses_nothing() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let monitor_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes = route_ports
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Server> = (0..3)
+        .map(|i| {
+            let name = format!("n{i}");
+            let cluster = format!("nats://127.0.0.1:{}", route_ports[i]);
+            let monitor = monitor_ports[i].to_string();
+            Server::start_on(
+                &dir.path().join(&name),
+                client_ports[i],
+                &[
+                    "-n",
+                    &name,
+                    "--cluster_name",
+                    "nameflow-test",
+                    "--cluster",
+                    &cluster,
+                    "--routes",
+                    &routes,
+                    "-m",
+                    &monitor,
+                ],
+            )
+        })
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(Server::url).collect();
+    // The R3 stream, created once the cluster has elected its meta leader.
+    rt().block_on(async {
+        let js = jetstream::new(connect(&urls[1]).await);
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let made = js
+                .create_stream(jetstream::stream::Config {
+                    name: "NAMEFLOW_LOGS".into(),
+                    subjects: vec!["nameflow.logs.>".into()],
+                    num_replicas: 3,
+                    duplicate_window: Duration::from_secs(120),
+                    ..Default::default()
+                })
+                .await;
+            match made {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(Instant::now() < until, "no R3 stream: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    });
+    let bytes = trace(1500).pcap_bytes(TsResolution::Micro);
+    let (head, recs) = pcap_records(&bytes);
+    let logs = dir.path().join("logs");
+    let all = format!(
+        "nats://127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+        client_ports[0], client_ports[1], client_ports[2]
+    );
+    let mut child = Command::new(BIN)
+        .args(["read", "-o", logs.to_str().unwrap(), "-o", &all])
+        .args(["--flush-timeout", "40s", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(head).unwrap();
+    let per = recs.len() / 40;
+    let mut victim = None;
+    for (i, part) in recs.chunks(per.max(1)).enumerate() {
+        for r in part {
+            stdin.write_all(r).unwrap();
+        }
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if i == 15 {
+            // The node nameflow is connected to (its monitoring page lists the client).
+            let v = (0..3)
+                .find(|&n| connz(monitor_ports[n]).contains("nameflow "))
+                .expect("nameflow is connected to one node");
+            nodes[v].kill();
+            victim = Some(v);
+        }
+    }
+    let survivor = (0..3).find(|&n| Some(n) != victim).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("disconnected"), "{stderr}");
+    assert!(!stderr.contains("dropped"), "{stderr}");
+    let want: HashSet<String> = file_records(&logs.join("conn.log"))
+        .iter()
+        .map(|v| v["uid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(want.len(), 3000);
+    let stored = read_stream(&urls[survivor], "NAMEFLOW_LOGS");
+    let got = unique_uids(&stored);
+    assert_eq!(
+        want.difference(&got).count(),
+        0,
+        "records lost with a node: {stderr}"
+    );
+    assert_eq!(got.len(), want.len());
 }
 
 #[test]
