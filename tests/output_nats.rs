@@ -272,7 +272,7 @@ fn every_record_is_in_the_stream_once_with_subject_path_sensor_and_id() {
         "--sensor",
         "edge-1.example",
         "--logs",
-        "conn,dns",
+        "conn,dns,namecache",
         pcap.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -284,12 +284,14 @@ fn every_record_is_in_the_stream_once_with_subject_path_sensor_and_id() {
 
     let conn = file_records(&logs.join("conn.log"));
     let dns = file_records(&logs.join("dns.log"));
+    let namecache = file_records(&logs.join("namecache.log"));
     assert_eq!(conn.len(), 600, "300 TCP sessions and 300 DNS exchanges");
     assert_eq!(dns.len(), 300);
+    assert!(!namecache.is_empty(), "namecache.log has its rows at exit");
     let stored = read_stream(&server.url(), "NAMEFLOW_LOGS");
     assert_eq!(
         stored.len(),
-        conn.len() + dns.len(),
+        conn.len() + dns.len() + namecache.len(),
         "one message per record"
     );
 
@@ -299,6 +301,16 @@ fn every_record_is_in_the_stream_once_with_subject_path_sensor_and_id() {
         let path = m.record["_path"].as_str().expect("_path");
         assert_eq!(m.subject, format!("nameflow.logs.{path}"));
         assert_eq!(m.record["_system_name"], "edge-1.example");
+        if path == "namecache" {
+            // No uid: the record's ts, numbered where several rows share one.
+            let ts = m.record["ts"].to_string();
+            assert!(
+                m.id.starts_with(&format!("edge-1.example:namecache:{ts}")),
+                "{} vs {ts}",
+                m.id
+            );
+            continue;
+        }
         let uid = m.record["uid"].as_str().expect("uid");
         assert_eq!(m.id, format!("edge-1.example:{path}:{uid}"));
         // json-streaming-logs' order: _path, then _system_name, then the record.
@@ -306,7 +318,7 @@ fn every_record_is_in_the_stream_once_with_subject_path_sensor_and_id() {
         assert!(m.raw.starts_with(&head), "{}", m.raw);
         assert!(!m.raw.ends_with('\n'), "one record, no newline");
     }
-    for (log, recs) in [("conn", &conn), ("dns", &dns)] {
+    for (log, recs) in [("conn", &conn), ("dns", &dns), ("namecache", &namecache)] {
         let got = multiset(
             stored
                 .iter()

@@ -638,16 +638,15 @@ impl Sink for NatsSink {
             id[id_len..id_len + s.len()].copy_from_slice(s);
             id_len += s.len();
         }
-        // `{"_path":"conn",` then `"_system_name":"…",` then the rest.
-        let split = if line.starts_with(b"{\"_path\":\"") {
-            line[10..]
-                .iter()
-                .position(|&b| b == b'"')
-                .map_or(1, |i| 10 + i + 2)
-        } else {
-            1
-        };
-        let split = split.min(line.len());
+        // `{"_path":"conn",` then `"_system_name":"…",` then the rest; a line without a
+        // `_path` member gets the name first.
+        let split = line
+            .strip_prefix(b"{\"_path\":\"")
+            .and_then(|rest| rest.iter().position(|&b| b == b'"'))
+            .map(|i| 10 + i + 2)
+            .filter(|&at| at < line.len() && line[at - 1] == b',')
+            .unwrap_or(1)
+            .min(line.len());
         let len = line.len() + self.system_name.len();
         let total = id_len + len;
         if self.chunk.bytes.len() + total > CHUNK {
@@ -662,13 +661,7 @@ impl Sink for NatsSink {
         let b = &mut self.chunk.bytes;
         b.extend_from_slice(&id[..id_len]);
         b.extend_from_slice(&line[..split]);
-        if line.len() > split && line[split] != b'}' {
-            b.extend_from_slice(&self.system_name);
-        } else {
-            // An object with nothing after `_path`: the name is the last member.
-            b.extend_from_slice(&self.system_name[..self.system_name.len() - 1]);
-            b.push(b' ');
-        }
+        b.extend_from_slice(&self.system_name);
         b.extend_from_slice(&line[split..]);
         self.chunk.msgs.push(Meta {
             log: log as u16,
