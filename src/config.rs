@@ -17,6 +17,15 @@
 //! flush_timeout = "2s"      # how long exit waits for stream sinks
 //! on_write_error = "drop"   # fail | drop: a full disk drops and counts records (capture's
 //!                           # default) or ends the run with an error (read's default)
+//! # nats:// and tls:// sinks (NATS JetStream): see docs/output.md.
+//! nats_subject = "nameflow.logs.{path}"   # {path} and {sensor}
+//! nats_stream = "NAMEFLOW_LOGS"           # created when missing, else used as it is
+//! nats_max_age = "7d"                     # max age of a stream nameflow creates
+//! nats_dedup_window = "2m"                # its duplicate window
+//! nats_creds = "/etc/nameflow/nats.creds"
+//! nats_ca = "/etc/nameflow/nats-ca.pem"   # with tls://
+//! nats_required = false                   # true: exit at start when no server answers
+//! sensor = "sensor-1"                     # _system_name; default the host name
 //! ```
 //!
 //!
@@ -52,6 +61,7 @@
 //! ```
 
 use crate::context::{ContextConfig, ExtraColumn};
+use crate::output::sink::nats::{self, NatsOptions};
 use crate::output::{Format, JsonTs, OnWriteError, OutputConfig, Rotation, SinkConfig, SinkSpec};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -98,6 +108,17 @@ pub struct OutputSection {
     pub stream_buffer: Option<String>,
     pub flush_timeout: Option<String>,
     pub on_write_error: Option<OnWriteError>,
+    /// `nats://` outputs: subject template, stream, the created stream's max age and duplicate
+    /// window, credentials, CA, whether a server must answer at start.
+    pub nats_subject: Option<String>,
+    pub nats_stream: Option<String>,
+    pub nats_max_age: Option<String>,
+    pub nats_dedup_window: Option<String>,
+    pub nats_creds: Option<PathBuf>,
+    pub nats_ca: Option<PathBuf>,
+    pub nats_required: Option<bool>,
+    /// The sensor's name (`_system_name` in NATS records); default the host name.
+    pub sensor: Option<String>,
 }
 
 /// One sink: its spec, or a table with the spec and its own format.
@@ -173,7 +194,77 @@ impl OutputSection {
                 .clone()
                 .or_else(|| base.flush_timeout.clone()),
             on_write_error: self.on_write_error.or(base.on_write_error),
+            nats_subject: self
+                .nats_subject
+                .clone()
+                .or_else(|| base.nats_subject.clone()),
+            nats_stream: self
+                .nats_stream
+                .clone()
+                .or_else(|| base.nats_stream.clone()),
+            nats_max_age: self
+                .nats_max_age
+                .clone()
+                .or_else(|| base.nats_max_age.clone()),
+            nats_dedup_window: self
+                .nats_dedup_window
+                .clone()
+                .or_else(|| base.nats_dedup_window.clone()),
+            nats_creds: self.nats_creds.clone().or_else(|| base.nats_creds.clone()),
+            nats_ca: self.nats_ca.clone().or_else(|| base.nats_ca.clone()),
+            nats_required: self.nats_required.or(base.nats_required),
+            sensor: self.sensor.clone().or_else(|| base.sensor.clone()),
         }
+    }
+
+    /// The NATS settings, validated (defaults for what is not given).
+    fn resolve_nats(&self) -> Result<NatsOptions, ConfigError> {
+        let mut o = NatsOptions::default();
+        if let Some(s) = &self.nats_subject {
+            nats::check_subject(s)
+                .map_err(|r| invalid("--nats-subject / output.nats_subject", s, &r))?;
+            o.subject = s.clone();
+        }
+        if let Some(s) = &self.nats_stream {
+            nats::check_stream(s)
+                .map_err(|r| invalid("--nats-stream / output.nats_stream", s, &r))?;
+            o.stream = s.clone();
+        }
+        if let Some(s) = &self.nats_max_age {
+            o.max_age = parse_duration("--nats-max-age / output.nats_max_age", s)?;
+        }
+        if let Some(s) = &self.nats_dedup_window {
+            let d = parse_duration("--nats-dedup-window / output.nats_dedup_window", s)?;
+            if d.is_zero() {
+                return Err(invalid(
+                    "--nats-dedup-window / output.nats_dedup_window",
+                    s,
+                    "a zero window removes no duplicate; give at least 1s",
+                ));
+            }
+            o.dedup_window = d;
+        }
+        if !o.max_age.is_zero() && o.dedup_window > o.max_age {
+            return Err(invalid(
+                "--nats-dedup-window / output.nats_dedup_window",
+                &humantime::format_duration(o.dedup_window).to_string(),
+                "JetStream wants the duplicate window no longer than --nats-max-age",
+            ));
+        }
+        o.creds = self.nats_creds.clone();
+        o.ca = self.nats_ca.clone();
+        o.required = self.nats_required.unwrap_or(false);
+        if let Some(s) = &self.sensor {
+            if s.is_empty() || s.len() > 255 || s.chars().any(char::is_control) {
+                return Err(invalid(
+                    "--sensor / output.sensor",
+                    s,
+                    "a sensor name is 1 to 255 printable characters",
+                ));
+            }
+            o.sensor = s.clone();
+        }
+        Ok(o)
     }
 
     /// Validates and fills in defaults (`./logs`, JSON, epoch times, no rotation).
@@ -201,14 +292,15 @@ impl OutputSection {
                             .map_err(|e: crate::output::sink::SinkSpecError| {
                                 ConfigError::Invalid {
                                     key: "-o / output.sinks",
-                                    value: to.clone(),
+                                    // The spec as the error shows it (NATS credentials hidden).
+                                    value: e.spec.clone(),
                                     reason: e.to_string(),
                                 }
                             })?;
                     if out.iter().any(|o| o.spec == spec) {
                         return Err(ConfigError::Invalid {
                             key: "-o / output.sinks",
-                            value: to.clone(),
+                            value: spec.to_string(),
                             reason: "this output is listed twice; list each once".into(),
                         });
                     }
@@ -266,7 +358,9 @@ impl OutputSection {
             None => defaults.flush_timeout,
             Some(s) => parse_duration("--flush-timeout / output.flush_timeout", s)?,
         };
+        let nats = self.resolve_nats()?;
         Ok(OutputConfig {
+            nats,
             sinks,
             json_ts: self.json_ts.unwrap_or_default(),
             rotation: Rotation {
@@ -434,6 +528,37 @@ mod tests {
     fn empty_file_gives_defaults() {
         let o = parse("").unwrap().output.resolve().unwrap();
         assert_eq!(o, OutputConfig::default());
+    }
+
+    #[test]
+    fn nats_settings_from_the_file() {
+        let o = parse(
+            "[output]\nsinks = [\"nats://a:4222,b:4222\"]\nnats_subject = \"logs.{sensor}.{path}\"\n\
+             nats_stream = \"S\"\nnats_max_age = \"1h\"\nnats_dedup_window = \"30s\"\n\
+             nats_required = true\nsensor = \"edge\"\n",
+        )
+        .unwrap()
+        .output
+        .resolve()
+        .unwrap();
+        assert!(matches!(&o.sinks[0].spec, SinkSpec::Nats(n) if n.urls.len() == 2));
+        assert_eq!(o.nats.subject, "logs.{sensor}.{path}");
+        assert_eq!(o.nats.stream, "S");
+        assert_eq!(o.nats.max_age, Duration::from_secs(3600));
+        assert_eq!(o.nats.dedup_window, Duration::from_secs(30));
+        assert!(o.nats.required);
+        assert_eq!(o.nats.sensor, "edge");
+        let bad = |text: &str| {
+            parse(text)
+                .unwrap()
+                .output
+                .resolve()
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[output]\nnats_stream = \"a.b\"\n").contains("--nats-stream"));
+        assert!(bad("[output]\nnats_max_age = \"1m\"\n").contains("--nats-dedup-window"));
+        assert!(bad("[output]\nsensor = \"\"\n").contains("--sensor"));
     }
 
     #[test]

@@ -13,7 +13,9 @@ use nameflow::output::{Format, JsonTs, OnWriteError, OutputConfig};
 pub struct OutputArgs {
     /// Where logs go; repeat for several at once: a directory (`<log>.log` files inside),
     /// `-` for standard output, `tcp://HOST:PORT` or `unix:PATH` for a collector
-    /// (newline-delimited records). Default: ./logs.
+    /// (newline-delimited records), `nats://HOST:PORT[,HOST:PORT...]` (or `tls://`) for NATS
+    /// JetStream: one Zeek JSON record per message, acknowledged, with `_path` and
+    /// `_system_name` (user:password@ or token@ before the host authenticate). Default: ./logs.
     #[arg(short = 'o', long = "output", value_name = "SINK")]
     pub outputs: Vec<String>,
     /// Log format (default json).
@@ -33,11 +35,12 @@ pub struct OutputArgs {
     /// Gzip rotated files (in the background).
     #[arg(long)]
     pub compress: bool,
-    /// Memory each tcp:// or unix: output may hold while its collector is away or slow;
-    /// beyond it records are dropped and counted (default 16MiB).
+    /// Memory each tcp://, unix: or nats:// output may hold while its peer is away or slow
+    /// (NATS: until JetStream acknowledged); beyond it records are dropped and counted
+    /// (default 16MiB).
     #[arg(long, value_name = "SIZE")]
     pub stream_buffer: Option<String>,
-    /// How long to wait at exit for tcp:// and unix: outputs to deliver (default 2s).
+    /// How long to wait at exit for tcp://, unix: and nats:// outputs to deliver (default 2s).
     #[arg(long, value_name = "DURATION")]
     pub flush_timeout: Option<String>,
     /// What a directory output does when its file system refuses a write (full, over quota,
@@ -46,6 +49,35 @@ pub struct OutputArgs {
     /// for `read`, `drop` for `capture`.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_write_error: Option<OnWriteErrorArg>,
+    /// NATS subject of each record; `{path}` is the log (conn, dns, ...), `{sensor}` the
+    /// sensor name with '.', '*', '>' and spaces as '_' (default nameflow.logs.{path}).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub nats_subject: Option<String>,
+    /// JetStream stream the records go to (default NAMEFLOW_LOGS). Created when missing, taking
+    /// the subject's literal prefix + `>` (nameflow.logs.>); an existing stream is used as it is.
+    #[arg(long, value_name = "NAME")]
+    pub nats_stream: Option<String>,
+    /// Max age of records in a stream nameflow creates (default 7d; 0 keeps them forever).
+    #[arg(long, value_name = "DURATION")]
+    pub nats_max_age: Option<String>,
+    /// Duplicate window of a stream nameflow creates: a record sent again after a reconnect
+    /// is stored once if it arrives within this window of the first copy (default 2m).
+    #[arg(long, value_name = "DURATION")]
+    pub nats_dedup_window: Option<String>,
+    /// NATS credentials file (user JWT and nkey seed, as `nsc generate creds` writes it).
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates (with tls://).
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<std::path::PathBuf>,
+    /// Exit with an error when no NATS server answers at start (default: start, say so once,
+    /// buffer and retry).
+    #[arg(long)]
+    pub nats_required: bool,
+    /// This sensor's name: `_system_name` in NATS records and `{sensor}` in subjects
+    /// (default the host name).
+    #[arg(long, value_name = "NAME")]
+    pub sensor: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -95,6 +127,14 @@ impl OutputArgs {
                 OnWriteErrorArg::Fail => OnWriteError::Fail,
                 OnWriteErrorArg::Drop => OnWriteError::Drop,
             }),
+            nats_subject: self.nats_subject.clone(),
+            nats_stream: self.nats_stream.clone(),
+            nats_max_age: self.nats_max_age.clone(),
+            nats_dedup_window: self.nats_dedup_window.clone(),
+            nats_creds: self.nats_creds.clone(),
+            nats_ca: self.nats_ca.clone(),
+            nats_required: self.nats_required.then_some(true),
+            sensor: self.sensor.clone(),
         };
         let mut section = flags.over(file);
         section.on_write_error = section.on_write_error.or(Some(on_write_error));

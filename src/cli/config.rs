@@ -424,7 +424,8 @@ pub fn default_file() -> String {
     }
     out.push_str(
         "[output]\n\
-         # Where logs go: a directory, \"-\" (stdout), \"tcp://HOST:PORT\", \"unix:PATH\", or a\n\
+         # Where logs go: a directory, \"-\" (stdout), \"tcp://HOST:PORT\", \"unix:PATH\",\n\
+         # \"nats://HOST:PORT[,HOST:PORT...]\" or \"tls://...\" (NATS JetStream), or a\n\
          # table with its own format: { to = \"tcp://198.18.0.10:5170\", format = \"json\" }.\n\
          sinks = [\"logs\"]\n\
          # json | tsv: the default for sinks that do not say.\n\
@@ -436,7 +437,7 @@ pub fn default_file() -> String {
          # rotate = \"1h\"\n\
          # rotate_size = \"1GiB\"\n\
          compress = false\n\
-         # Memory each tcp:// or unix: sink may hold while its collector is away.\n\
+         # Memory each tcp://, unix: or nats:// sink may hold while its peer is away.\n\
          stream_buffer = \"16MiB\"\n\
          # How long exit waits for stream sinks to deliver.\n\
          flush_timeout = \"2s\"\n\
@@ -444,6 +445,18 @@ pub fn default_file() -> String {
          # ends the run, or costs counted records until it takes writes again. Unset: fail for\n\
          # `read`, drop for `capture`.\n\
          # on_write_error = \"drop\"\n\n\
+         # nats:// sinks: subject ({path}, {sensor}), stream (created when missing with the\n\
+         # subject's prefix + \">\", else used as it is), the created stream's max age and\n\
+         # duplicate window, credentials, CA (tls://), exit at start without a server.\n\
+         nats_subject = \"nameflow.logs.{path}\"\n\
+         nats_stream = \"NAMEFLOW_LOGS\"\n\
+         nats_max_age = \"7d\"\n\
+         nats_dedup_window = \"2m\"\n\
+         # nats_creds = \"/etc/nameflow/nats.creds\"\n\
+         # nats_ca = \"/etc/nameflow/nats-ca.pem\"\n\
+         nats_required = false\n\
+         # This sensor's name (_system_name in NATS records); default the host name.\n\
+         # sensor = \"sensor-1\"\n\n\
          [context]\n\
          # Inventories: kubectl/AWS CLI JSON files, JSON-lines tables (*.jsonl), or directories of\n\
          # successive snapshots (docs/context.md). Without files there are no context columns.\n\

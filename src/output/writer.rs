@@ -25,6 +25,7 @@ use super::clock::Clock;
 use super::record::ConnLine;
 use super::schema::{LogRecord, Schema};
 use super::sink::dir::DirSink;
+use super::sink::nats::{NatsOptions, NatsSink};
 use super::sink::stdout::{NullSink, StdoutSink};
 use super::sink::stream::{StreamSink, Target};
 use super::sink::{Sink, SinkCounters, SinkSpec, SinkStats};
@@ -100,6 +101,8 @@ pub struct OutputConfig {
     pub flush_timeout: Duration,
     /// What directory sinks do when a write fails.
     pub on_write_error: OnWriteError,
+    /// Settings of `nats://` sinks (subject, stream, credentials, sensor name).
+    pub nats: NatsOptions,
 }
 
 impl Default for OutputConfig {
@@ -114,6 +117,7 @@ impl Default for OutputConfig {
             stream_buffer: 16 << 20,
             flush_timeout: Duration::from_secs(2),
             on_write_error: OnWriteError::Fail,
+            nats: NatsOptions::default(),
         }
     }
 }
@@ -159,6 +163,8 @@ pub enum OutputError {
     },
     #[error("cannot install the SIGHUP handler that reopens log files: {0}")]
     Signal(std::io::Error),
+    #[error("output {sink}: {message}")]
+    Nats { sink: String, message: String },
     #[error("the {0} thread panicked; this is a bug, please report it")]
     ThreadPanic(&'static str),
 }
@@ -296,11 +302,19 @@ impl Writer {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::with_capacity(cfg.sinks.len());
         let mut has_dir = false;
         for s in &cfg.sinks {
-            let stream = matches!(s.spec, SinkSpec::Tcp(_) | SinkSpec::Unix(_));
+            let stream = matches!(
+                s.spec,
+                SinkSpec::Tcp(_) | SinkSpec::Unix(_) | SinkSpec::Nats(_)
+            );
+            // NATS messages are Zeek JSON whatever --format says (one record per message).
+            let format = match s.spec {
+                SinkSpec::Nats(_) => Format::Json,
+                _ => s.format,
+            };
             let enc = Encoding {
-                format: s.format,
+                format,
                 json_ts: cfg.json_ts,
-                path_key: stream && s.format == Format::Json,
+                path_key: stream && format == Format::Json,
             };
             let sink: Box<dyn Sink> = match &s.spec {
                 SinkSpec::Dir(d) => {
@@ -329,6 +343,9 @@ impl Writer {
                     cfg.stream_buffer,
                 )?),
                 SinkSpec::Null => Box::new(NullSink::new(enc)),
+                SinkSpec::Nats(n) => {
+                    Box::new(NatsSink::open(n, &cfg.nats, enc, cfg.stream_buffer)?)
+                }
             };
             sinks.push(sink);
         }

@@ -5,11 +5,13 @@
 //! |---|---|
 //! | `DIR` | [`dir`]: `DIR/<path>.log` per log, rotation into Zeek-style archives, gzip, reopen, an earlier run's files kept, whole records through a full disk |
 //! | `tcp://HOST:PORT`, `unix:PATH` | [`stream`]: newline-delimited records over a stream socket, reconnect with backoff, bounded buffer |
+//! | `nats://HOST:PORT[,HOST:PORT…]`, `tls://…` | [`nats`]: one Zeek JSON record per message into a JetStream stream, acks, dedup ids, bounded buffer |
 //! | `-` | [`stdout`]: standard output |
 //! | `null:` | [`stdout::NullSink`]: counts and discards (benchmarks) |
 
 pub mod dir;
 mod leftover;
+pub mod nats;
 pub mod stdout;
 pub mod stream;
 
@@ -34,11 +36,13 @@ pub enum SinkSpec {
     Unix(PathBuf),
     /// Discards everything (counts it as written): for benchmarks.
     Null,
+    /// NATS JetStream servers of one cluster.
+    Nats(nats::NatsServers),
 }
 
 /// A sink spec that cannot be used, with what to write instead.
 #[derive(Debug, thiserror::Error)]
-#[error("bad output {spec:?}: {reason}; use DIR, -, tcp://HOST:PORT, unix:PATH or null:")]
+#[error("bad output {spec:?}: {reason}; use DIR, -, tcp://HOST:PORT, unix:PATH, nats://HOST:PORT[,HOST:PORT...], tls://HOST:PORT or null:")]
 pub struct SinkSpecError {
     pub spec: String,
     pub reason: &'static str,
@@ -75,6 +79,14 @@ impl std::str::FromStr for SinkSpec {
             }
             return Ok(SinkSpec::Tcp(addr.to_owned()));
         }
+        if s.starts_with("nats://") || s.starts_with("tls://") {
+            return nats::NatsServers::parse(s)
+                .map(SinkSpec::Nats)
+                .map_err(|reason| SinkSpecError {
+                    spec: nats::redact(s),
+                    reason,
+                });
+        }
         if let Some(path) = s.strip_prefix("unix:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
@@ -99,6 +111,7 @@ impl std::fmt::Display for SinkSpec {
             SinkSpec::Tcp(a) => write!(f, "tcp://{a}"),
             SinkSpec::Unix(p) => write!(f, "unix:{}", p.display()),
             SinkSpec::Null => f.write_str("null:"),
+            SinkSpec::Nats(n) => write!(f, "{n}"),
         }
     }
 }
@@ -197,10 +210,16 @@ mod tests {
             "tcp://h:x",
             "unix:",
             "udp://h:1",
+            "nats://h",
+            "nats://h:1,,h:2",
         ] {
             let e = p(bad).unwrap_err().to_string();
             assert!(e.contains("use DIR"), "{bad}: {e}");
         }
         assert_eq!(p("tcp://h:9").unwrap().to_string(), "tcp://h:9");
+        assert_eq!(
+            p("nats://u:pw@h:4222,h2:4222").unwrap().to_string(),
+            "nats://u:***@h:4222,h2:4222"
+        );
     }
 }
