@@ -22,8 +22,14 @@
 //! - Port-only analyzers (DNS, DHCP, NTP, Modbus, IMAP, Kerberos) are tried only on their ports.
 //!   Zeek has no DNS signature, so DNS on another port stays `-` there and here (53, 137, 5353,
 //!   5355 for UDP; 53 for TCP with its two-byte length prefix).
-//! - TLS is confirmed by a ServerHello, on any port; after an IMAP/SMTP/POP3 STARTTLS the
-//!   inspection window reopens so the TLS handshake is seen and `imap,ssl` comes out in that order.
+//! - TLS is confirmed by a ServerHello, on any port; after an upgrade the inspection window
+//!   reopens so the TLS handshake is seen and every confirmed analyzer comes out in confirmation
+//!   order (`imap,ssl`, `ftp,ssl`, `irc,ssl`, `mysql,ssl`, `http,ssl`). The upgrades are Zeek's:
+//!   IMAP/SMTP/POP3 STARTTLS when sent, FTP `AUTH TLS` answered by 234 (`FTP.cc`), IRC
+//!   `STARTTLS` answered by 670 (`IRC.cc`), a MySQL handshake response with `CLIENT_SSL`
+//!   (`mysql-analyzer.pac`), and a 200 reply to HTTP `CONNECT` (`HTTP.cc`).
+//! - Analyzers Zeek attaches by port confirm as its parsers do there: FTP on the first client
+//!   command, IRC on the first client line, MySQL on the client's handshake response.
 //! - HTTP is never confirmed on a connection that started without a SYN: Zeek's HTTP analyzer
 //!   ignores "partial" connections (`wikipedia-dns-http` has such a GET that stays `-`).
 //! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries`; VXLAN and
@@ -51,6 +57,10 @@ const DNS_UDP_PORTS: [u16; 4] = [53, 137, 5353, 5355];
 const IMAP_PORTS: [u16; 1] = [143];
 /// Zeek's FTP analyzer ports.
 const FTP_PORTS: [u16; 2] = [21, 2811];
+/// Zeek's IRC analyzer ports (`IRC::ports`).
+const IRC_PORTS: [u16; 4] = [6666, 6667, 6668, 6669];
+/// Zeek's MySQL analyzer port (`MySQL::ports`).
+const MYSQL_PORTS: [u16; 1] = [3306];
 
 // Per-direction evidence bits. A bit records that a signature-like check matched on this side;
 // confirmation rules combine the bits of both sides.
@@ -71,6 +81,16 @@ const IRC_NICK: u32 = 1 << 13;
 const IRC_USER: u32 = 1 << 14;
 const IRC_REPLY: u32 = 1 << 15;
 const SSL2_CLIENT_HELLO: u32 = 1 << 16;
+/// The client asked for a tunnel (`CONNECT`).
+const HTTP_CONNECT: u32 = 1 << 17;
+/// The client sent `AUTH TLS` (RFC 4217).
+const FTP_AUTH_TLS: u32 = 1 << 18;
+/// The client sent IRC's `STARTTLS`.
+const IRC_STARTTLS: u32 = 1 << 19;
+/// The server opened with a MySQL initial handshake (protocol 9 or 10).
+const MYSQL_GREETING: u32 = 1 << 20;
+/// Protocol 10 of that greeting.
+const MYSQL_V10: u32 = 1 << 21;
 
 // Connection-wide flags.
 const STARTED: u8 = 1 << 0;
@@ -235,22 +255,43 @@ impl ServiceState {
             side.bits |= SSH_KEX;
         }
 
+        if ports.resp_in(&MYSQL_PORTS) {
+            self.mysql(side, data, from_orig, first);
+        }
         if from_orig {
-            self.tcp_client_lines(side, data, first);
+            self.tcp_client_lines(side, data, first, ports);
         } else {
-            self.tcp_server_lines(side, data, first);
+            self.tcp_server_lines(side, data, first, ports);
         }
     }
 
     /// Text commands of the client side. Every line of the packet is looked at, as the
     /// signatures allow the command anywhere in the stream's first bytes.
-    fn tcp_client_lines(&mut self, side: &mut Side, data: &[u8], first: bool) {
+    fn tcp_client_lines(&mut self, side: &mut Side, data: &[u8], first: bool, ports: Ports) {
         if first && http_request_line(data) {
             side.bits |= HTTP_REQ;
+            if first_word(trim_start(data)) == b"CONNECT" {
+                side.bits |= HTTP_CONNECT;
+            }
         }
         for line in lines(data) {
             let line = trim_start(line);
             let word = first_word(line);
+            // Zeek's FTP analyzer, attached by port, confirms on the first client line whose
+            // first word is a command (three or more printable characters); its IRC analyzer
+            // on the first client line of three or more characters after the prefix.
+            if ports.resp_in(&FTP_PORTS) && ftp_command(word) {
+                self.confirmed.push(Service::Ftp);
+            }
+            if ports.resp_in(&IRC_PORTS) && irc_client_line(line) {
+                self.confirmed.push(Service::Irc);
+            }
+            if eq_ci(word, b"AUTH") && eq_ci(first_word(trim_start(&line[word.len()..])), b"TLS") {
+                side.bits |= FTP_AUTH_TLS;
+                // Zeek's analyzer reads every reply; the go-ahead may come after the server's
+                // inspection window has run out (a long FEAT listing), so reopen it.
+                self.resp.seen = 0;
+            }
             if eq_ci(word, b"USER") {
                 side.bits |= FTP_USER | POP3_CMD | IRC_USER;
             }
@@ -264,7 +305,13 @@ impl ServiceState {
                 side.bits |= POP3_CMD;
             }
             if eq_ci(word, b"STLS") || eq_ci(word, b"STARTTLS") {
-                self.start_tls();
+                side.bits |= IRC_STARTTLS;
+                self.resp.seen = 0;
+                // POP3's STLS and SMTP's STARTTLS switch as soon as they are sent (the
+                // servers' go-ahead is not awaited); IRC waits for its 670 reply below.
+                if !ports.resp_in(&IRC_PORTS) {
+                    self.start_tls();
+                }
             }
             // IMAP: "<tag> <command>", the tag being any atom.
             if !word.is_empty() && word.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'.') {
@@ -284,10 +331,17 @@ impl ServiceState {
     }
 
     /// Replies of the server side.
-    fn tcp_server_lines(&mut self, side: &mut Side, data: &[u8], first: bool) {
+    fn tcp_server_lines(&mut self, side: &mut Side, data: &[u8], first: bool, ports: Ports) {
+        let client = self.orig.bits;
         if first {
             if data.starts_with(b"HTTP/") && data.get(5).is_some_and(u8::is_ascii_digit) {
                 side.bits |= HTTP_RESP;
+                // Zeek's HTTP analyzer hands the stream after a 200 reply to CONNECT to
+                // protocol detection again, which finds the TLS inside (`http,ssl`).
+                let code = trim_start_spaces(&data[first_word(data).len()..]);
+                if client & HTTP_CONNECT != 0 && reply_code(code, &[b"200"]) {
+                    self.start_tls();
+                }
             }
             let t = trim_start(data);
             if reply_code(t, &[b"220", b"120"]) {
@@ -310,7 +364,44 @@ impl ServiceState {
             }
             if irc_reply(line) {
                 side.bits |= IRC_REPLY;
+                // RPL_STARTTLS: Zeek's IRC analyzer adds SSL after it.
+                if client & IRC_STARTTLS != 0 && irc_reply_code(line) == Some(670) {
+                    self.start_tls();
+                }
             }
+            // Zeek's FTP analyzer adds SSL after a 234 reply to `AUTH TLS`.
+            if client & FTP_AUTH_TLS != 0 && ports.resp_in(&FTP_PORTS) && reply_code(t, &[b"234"]) {
+                self.start_tls();
+            }
+        }
+    }
+
+    /// MySQL on its port, as Zeek's analyzer reads the handshake: the server's initial
+    /// handshake (protocol 9 or 10), then the client's handshake response confirms `mysql`;
+    /// a protocol-10 response with `CLIENT_SSL` set switches the connection to TLS.
+    fn mysql(&mut self, side: &mut Side, data: &[u8], from_orig: bool, first: bool) {
+        // Packet header: 3-byte little-endian length, sequence number.
+        let Some(&[_, _, _, seq, body0, ..]) = data.get(..5) else {
+            return;
+        };
+        if !from_orig {
+            if first && seq == 0 && (body0 == 9 || body0 == 10) {
+                side.bits |= MYSQL_GREETING;
+                if body0 == 10 {
+                    side.bits |= MYSQL_V10;
+                }
+            }
+            return;
+        }
+        let server = self.resp.bits;
+        if server & MYSQL_GREETING == 0 || seq != 1 {
+            return;
+        }
+        self.confirmed.push(Service::Mysql);
+        // CLIENT_SSL is bit 11 of the capability flags that open a protocol-10 response.
+        const CLIENT_SSL: u8 = 0x08;
+        if server & MYSQL_V10 != 0 && data.get(5).is_some_and(|b| b & CLIENT_SSL != 0) {
+            self.start_tls();
         }
     }
 
@@ -478,6 +569,46 @@ fn http_request_line(data: &[u8]) -> bool {
 fn trim_start_spaces(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|&&b| b == b' ').count();
     &s[n..]
+}
+
+/// A word Zeek's FTP analyzer takes for a command: three or more printable characters.
+fn ftp_command(word: &[u8]) -> bool {
+    word.len() >= 3 && word.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A client line Zeek's IRC analyzer accepts: after an optional `:prefix `, at least three
+/// characters.
+fn irc_client_line(line: &[u8]) -> bool {
+    let line = trim_end(line);
+    let rest = if line.first() == Some(&b':') {
+        match line.iter().position(|&b| b == b' ') {
+            Some(i) => trim_start_spaces(&line[i + 1..]),
+            None => return false,
+        }
+    } else {
+        trim_start_spaces(line)
+    };
+    rest.len() >= 3
+}
+
+fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    &s[..s.len() - n]
+}
+
+/// The number of an IRC numeric reply.
+fn irc_reply_code(line: &[u8]) -> Option<u16> {
+    let rest = if line.first() == Some(&b':') {
+        &line[line.iter().position(|&b| b == b' ')? + 1..]
+    } else {
+        line
+    };
+    let d = rest.get(..3)?;
+    std::str::from_utf8(d).ok()?.parse().ok()
 }
 
 /// An IRC numeric reply: `[:prefix ]ddd `.
@@ -973,6 +1104,85 @@ mod tests {
     }
 
     #[test]
+    fn ftp_auth_tls_after_a_long_feat_gives_ftp_then_ssl() {
+        let mut segs: Vec<(bool, &[u8])> =
+            vec![(false, b"220 (vsFTPd 3.0.5)\r\n"), (true, b"FEAT\r\n")];
+        // More server packets than the inspection window before the go-ahead.
+        for _ in 0..10 {
+            segs.push((false, b" EPSV\r\n"));
+        }
+        segs.extend([
+            (true, &b"AUTH TLS\r\n"[..]),
+            (false, b"234 Proceed with negotiation.\r\n"),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ]);
+        assert_eq!(tcp_conv(40284, 21, &segs), ["ftp", "ssl"]);
+        // Without the 234 go-ahead, no TLS is looked for mid-stream.
+        let refused: Vec<(bool, &[u8])> = vec![
+            (false, b"220 ready\r\n"),
+            (true, b"AUTH TLS\r\n"),
+            (false, b"534 no\r\n"),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(40284, 21, &refused), ["ftp"]);
+    }
+
+    #[test]
+    fn irc_starttls_waits_for_670() {
+        let ok: [(bool, &[u8]); 4] = [
+            (true, b"STARTTLS\r\n"),
+            (
+                false,
+                b":irc.example 670  :STARTTLS successful, go ahead\r\n",
+            ),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(55123, 6667, &ok), ["irc", "ssl"]);
+        let refused: [(bool, &[u8]); 3] = [
+            (true, b"STARTTLS\r\n"),
+            (false, b":irc.example 691 :STARTTLS failure\r\n"),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(55123, 6667, &refused), ["irc"]);
+    }
+
+    #[test]
+    fn mysql_ssl_request_gives_mysql_then_ssl() {
+        let greeting: &[u8] = b"j\x00\x00\x00\x0a5.5.5-10.0.36-MariaDB\x00";
+        let ssl_request: &[u8] = b" \x00\x00\x01\x85\xae? \x00\x00\x00\x01-\x00\x00\x00";
+        let login: &[u8] = b" \x00\x00\x01\x85\xa6? \x00\x00\x00\x01-\x00\x00\x00";
+        let segs = [
+            (false, greeting),
+            (true, ssl_request),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(59272, 3306, &segs), ["mysql", "ssl"]);
+        // A plain login (no CLIENT_SSL) is MySQL only.
+        let plain = [(false, greeting), (true, login), (false, SERVER_HELLO)];
+        assert_eq!(tcp_conv(59272, 3306, &plain), ["mysql"]);
+    }
+
+    #[test]
+    fn http_connect_then_tls_gives_http_then_ssl() {
+        let segs: [(bool, &[u8]); 4] = [
+            (
+                true,
+                b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            ),
+            (false, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(40000, 80, &segs), ["http", "ssl"]);
+        let mut denied = segs;
+        denied[1] = (false, b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
+        assert_eq!(tcp_conv(40000, 80, &denied), ["http"]);
+    }
+
+    #[test]
     fn ssh_needs_both_banners_and_key_exchange() {
         let c: &[u8] = b"SSH-2.0-OpenSSH_5.2\r\n";
         let s: &[u8] = b"SSH-2.0-OpenSSH_5.9p1 Debian-5ubuntu1\r\n";
@@ -1036,7 +1246,11 @@ mod tests {
             ),
         ];
         assert_eq!(tcp_conv(40000, 6667, &segs), ["irc"]);
-        assert!(tcp_conv(40000, 6667, &segs[..1]).is_empty(), "client alone");
+        // Off IRC's ports only the signature (both sides) confirms; on them, Zeek's analyzer
+        // is attached by port and confirms on the client's first line.
+        assert_eq!(tcp_conv(40000, 7000, &segs), ["irc"]);
+        assert!(tcp_conv(40000, 7000, &segs[..1]).is_empty(), "client alone");
+        assert_eq!(tcp_conv(40000, 6667, &segs[..1]), ["irc"]);
     }
 
     #[test]
