@@ -30,6 +30,9 @@
 //!   (`mysql-analyzer.pac`), and a 200 reply to HTTP `CONNECT` (`HTTP.cc`).
 //! - Analyzers Zeek attaches by port confirm as its parsers do there: FTP on the first client
 //!   command, IRC on the first client line, MySQL on the client's handshake response.
+//! - The first nine bytes of the client's stream are kept across segments, so an HTTP request
+//!   sent in pieces (`tcp-ethernet-padding-http`: a byte per segment) still matches the method
+//!   as Zeek's signature does on the reassembled stream.
 //! - HTTP is never confirmed on a connection that started without a SYN: Zeek's HTTP analyzer
 //!   ignores "partial" connections (`wikipedia-dns-http` has such a GET that stays `-`).
 //! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries`; VXLAN and
@@ -114,7 +117,14 @@ pub struct ServiceState {
     orig: Side,
     resp: Side,
     flags: u8,
+    /// The first bytes of the client's stream, gathered across segments, so a request method
+    /// sent a byte at a time is still seen (Zeek's signatures match the reassembled stream).
+    head: [u8; HEAD],
+    head_len: u8,
 }
+
+/// How many stream bytes [`ServiceState::head`] keeps: the longest HTTP method.
+const HEAD: usize = 9;
 
 impl ServiceState {
     /// Looks at one packet of the connection.
@@ -272,6 +282,18 @@ impl ServiceState {
             side.bits |= HTTP_REQ;
             if first_word(trim_start(data)) == b"CONNECT" {
                 side.bits |= HTTP_CONNECT;
+            }
+        }
+        if usize::from(self.head_len) < HEAD {
+            let at = usize::from(self.head_len);
+            let n = data.len().min(HEAD - at);
+            self.head[at..at + n].copy_from_slice(&data[..n]);
+            self.head_len += n as u8;
+            // A request that the first segment did not hold whole: Zeek's `dpd_http_client`
+            // wants the method and then whitespace (or the end of what we keep).
+            let head = &self.head[..usize::from(self.head_len)];
+            if !first && side.bits & HTTP_REQ == 0 && http_method_prefix(head) {
+                side.bits |= HTTP_REQ;
             }
         }
         for line in lines(data) {
@@ -522,30 +544,9 @@ fn banner_followed_by_data(data: &[u8]) -> bool {
 /// An HTTP request line: a known method, a space, a target, a space and `HTTP/`. When the line
 /// is longer than the captured bytes, the method and the start of the target must do.
 fn http_request_line(data: &[u8]) -> bool {
-    const METHODS: [&[u8]; 19] = [
-        b"GET",
-        b"HEAD",
-        b"POST",
-        b"PUT",
-        b"DELETE",
-        b"OPTIONS",
-        b"TRACE",
-        b"CONNECT",
-        b"PATCH",
-        b"PROPFIND",
-        b"PROPPATCH",
-        b"MKCOL",
-        b"COPY",
-        b"MOVE",
-        b"LOCK",
-        b"UNLOCK",
-        b"SEARCH",
-        b"REPORT",
-        b"SUBSCRIBE",
-    ];
     let line = trim_start(data);
     let method = first_word(line);
-    if !METHODS.contains(&method) {
+    if !HTTP_METHODS.contains(&method) {
         return false;
     }
     let rest = &line[method.len()..];
@@ -564,6 +565,35 @@ fn http_request_line(data: &[u8]) -> bool {
     }
     let version = trim_start_spaces(after);
     version.starts_with(b"HTTP/") || version.is_empty() && data.len() >= 100
+}
+
+/// The request methods Zeek's HTTP signature knows.
+const HTTP_METHODS: [&[u8]; 19] = [
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"TRACE",
+    b"CONNECT",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"SUBSCRIBE",
+];
+
+/// A known HTTP method at the start of `head`, followed by whitespace, or filling it.
+fn http_method_prefix(head: &[u8]) -> bool {
+    let method = first_word(head);
+    HTTP_METHODS.contains(&method) && (method.len() < head.len() || head.len() == HEAD)
 }
 
 fn trim_start_spaces(s: &[u8]) -> &[u8] {
@@ -1180,6 +1210,23 @@ mod tests {
         let mut denied = segs;
         denied[1] = (false, b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
         assert_eq!(tcp_conv(40000, 80, &denied), ["http"]);
+    }
+
+    #[test]
+    fn http_request_sent_a_byte_at_a_time_on_another_port() {
+        let segs: [(bool, &[u8]); 6] = [
+            (true, b"G"),
+            (true, b"E"),
+            (true, b"T / HTTP"),
+            (true, b"/1.0\n\n"),
+            (false, b"HTTP/1.0 200 OK\r\n\r\n"),
+            (false, b"Hello\n"),
+        ];
+        assert_eq!(tcp_conv(59406, 27272, &segs), ["http"]);
+        // The same bytes that never spell a method stay unknown.
+        let mut junk = segs;
+        junk[1] = (true, b"X");
+        assert!(tcp_conv(59406, 27272, &junk).is_empty());
     }
 
     #[test]
