@@ -19,7 +19,8 @@
 //!   a non-HTTP port, FTP, SMTP, POP3, IRC. SSH needs both banners and key-exchange traffic from
 //!   both sides, because Zeek's SSH analyzer confirms only on `NEWKEYS` (a client-only capture
 //!   gives no `ssh`: `ssh-half-duplex-client` in the conformance set).
-//! - Port-only analyzers (DNS, DHCP, NTP, Modbus, IMAP, Kerberos) are tried only on their ports.
+//! - Port-only analyzers (DNS, DHCP, NTP, Modbus, IMAP, Kerberos, RDPEUDP) are tried only on
+//!   their ports.
 //!   Zeek has no DNS signature, so DNS on another port stays `-` there and here (53, 137, 5353,
 //!   5355 for UDP; 53 for TCP with its two-byte length prefix).
 //! - TLS is confirmed by a ServerHello, on any port; after an upgrade the inspection window
@@ -94,6 +95,8 @@ const IRC_STARTTLS: u32 = 1 << 19;
 const MYSQL_GREETING: u32 = 1 << 20;
 /// Protocol 10 of that greeting.
 const MYSQL_V10: u32 = 1 << 21;
+/// The client sent an MS-RDPEUDP SYN.
+const RDPEUDP_SYN: u32 = 1 << 22;
 
 // Connection-wide flags.
 const STARTED: u8 = 1 << 0;
@@ -170,6 +173,9 @@ impl ServiceState {
             self.tcp(&mut side, data, full_len, from_orig, first, ports);
         } else {
             self.udp(data, full_len, ports);
+            if ports.resp == 3389 {
+                self.rdpeudp(&mut side, data, from_orig);
+            }
         }
         if from_orig {
             self.orig = side;
@@ -207,6 +213,24 @@ impl ServiceState {
             self.confirmed.push(Service::Vxlan);
         } else if ports.either(&[6081]) && geneve_header(data, full_len) {
             self.confirmed.push(Service::Geneve);
+        }
+    }
+
+    /// MS-RDPEUDP on its port, as Zeek's `rdpeudp-analyzer.pac` follows the handshake: a client
+    /// SYN (the SYN flag, `snSourceAck` 0xffffffff), then a server SYN+ACK (the SYN or ACK flag)
+    /// confirms. Each datagram opens with the FEC header: `snSourceAck`, the receive window,
+    /// `uFlags`.
+    fn rdpeudp(&mut self, side: &mut Side, data: &[u8], from_orig: bool) {
+        let Some(h) = data.get(..8) else {
+            return;
+        };
+        let flags = u16::from_be_bytes([h[6], h[7]]);
+        if from_orig {
+            if self.orig.bits & RDPEUDP_SYN == 0 && flags & 0x01 != 0 && h[..4] == [0xff; 4] {
+                side.bits |= RDPEUDP_SYN;
+            }
+        } else if self.orig.bits & RDPEUDP_SYN != 0 && flags & 0x05 != 0 {
+            self.confirmed.push(Service::Rdpeudp);
         }
     }
 
@@ -1227,6 +1251,21 @@ mod tests {
         let mut junk = segs;
         junk[1] = (true, b"X");
         assert!(tcp_conv(59406, 27272, &junk).is_empty());
+    }
+
+    #[test]
+    fn rdpeudp_syn_then_synack() {
+        let syn: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0x00, 0x40, 0x00, 0x01, 0, 0, 0, 0];
+        let synack: &[u8] = &[0x0b, 0x12, 0x7f, 0x15, 0x00, 0x40, 0x00, 0x05, 0, 0, 0, 0];
+        assert_eq!(
+            udp_conv(61291, 3389, &[(true, syn), (false, synack)]),
+            ["rdpeudp"]
+        );
+        // A SYN alone, or a SYN whose snSourceAck is not the initial value, confirms nothing.
+        assert!(udp_conv(61291, 3389, &[(true, syn)]).is_empty());
+        let mut bad = syn.to_vec();
+        bad[0] = 0;
+        assert!(udp_conv(61291, 3389, &[(true, &bad), (false, synack)]).is_empty());
     }
 
     #[test]
