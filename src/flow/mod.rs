@@ -30,6 +30,7 @@ mod tests;
 mod uid;
 pub use conn::Conn;
 pub use local::LocalNets;
+pub use ports::ServerPorts;
 pub use table::Shard;
 pub use uid::conn_uid;
 
@@ -60,6 +61,9 @@ pub struct FlowConfig {
     pub local_nets: LocalNets,
     /// Seed mixed into uids so that different sensors give different uids.
     pub uid_seed: u64,
+    /// Zeek's `likely_server_ports`, for the role guess of a connection that does not open
+    /// with a plain SYN.
+    pub server_ports: ServerPorts,
 }
 
 impl Default for FlowConfig {
@@ -77,6 +81,7 @@ impl Default for FlowConfig {
             max_flows: 1 << 20,
             local_nets: LocalNets::zeek_default(),
             uid_seed: 0,
+            server_ports: ServerPorts::ZeekDefault,
         }
     }
 }

@@ -186,6 +186,36 @@ fn missing_syn_with_synack_first_flips_roles() {
 }
 
 #[test]
+fn synack_first_keeps_roles_when_the_receiver_is_seen_with_bad_checksums() {
+    // The client's packets all fail their checksum (a localhost capture with offload), so
+    // only the server's are counted; the client was nonetheless seen, and Zeek keeps the
+    // SYN-ACK's sender as originator (`tcp-bad-checksum-localhost`).
+    let mut ack = tcp(S + 1, true, A, 101, 501, 0);
+    ack.checksum_ok = false;
+    // No likely server ports (a bare Zeek run), so the first packet alone flips nothing.
+    let cfg = FlowConfig {
+        server_ports: crate::flow::ServerPorts::parse_list("none").unwrap(),
+        ..FlowConfig::default()
+    };
+    let recs = run_cfg(
+        cfg,
+        &[
+            tcp(S, false, SY | A, 500, 101, 0),
+            ack,
+            tcp(S + 2, false, A, 501, 101, 7),
+        ],
+    );
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.history.as_str(), "HcD");
+    assert_eq!(
+        r.orig_p, 8080,
+        "no flip: the SYN-ACK's sender stays the originator"
+    );
+    assert_eq!((r.orig_pkts, r.resp_pkts), (2, 0));
+}
+
+#[test]
 fn seq_wraparound_keeps_sizes_right() {
     let isn = u32::MAX - 4;
     let r = one(&[
