@@ -376,11 +376,22 @@ impl Decoder {
             inner_vlan: l2.inner_vlan,
             l2_src: l2.src,
             l2_dst: l2.dst,
+            header_cut: false,
         };
         match ip.proto {
             6 => {
-                let t = Tcp::new_checked(l4)?;
-                let hl = t.header_len() as u32;
+                let (t, declared) = match Tcp::new_checked(l4) {
+                    Ok(t) => (t, t.header_len()),
+                    // Zeek's TCP analyzer needs only the fixed header to build the connection
+                    // (`BuildConnTuple`); the rest of its analysis stops at the cut.
+                    Err(DecodeError::Truncated) => {
+                        let cut = Tcp::new_cut(l4)?;
+                        p.header_cut = true;
+                        cut
+                    }
+                    Err(e) => return Err(e),
+                };
+                let hl = declared as u32;
                 if hl > ip.l4_len {
                     return Err(DecodeError::Malformed);
                 }

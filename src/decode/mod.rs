@@ -167,6 +167,10 @@ pub struct Packet<'a> {
     /// Link-layer source and destination addresses, when the link has them.
     pub l2_src: Option<[u8; 6]>,
     pub l2_dst: Option<[u8; 6]>,
+    /// The capture cut this TCP segment inside its options: the fixed header (ports, numbers,
+    /// flags) is whole, nothing after it is. Zeek builds the connection from such a segment but
+    /// its TCP analyzer stops at the `truncated_header` weird, so the segment is not counted.
+    pub header_cut: bool,
 }
 
 /// Why a frame gave no packet. Copy, so counting it never allocates.

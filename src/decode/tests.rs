@@ -621,6 +621,35 @@ fn aruba_gre_carries_80211_amsdu() {
 // IP
 
 #[test]
+fn tcp_header_cut_inside_its_options_still_gives_the_packet() {
+    let (s, d) = a4();
+    let seg = tcp(s, d, 443, 56960, 0x12, b"");
+    let mut pkt = ipv4(s, d, 6, &seg);
+    // The test segment has 24 header bytes; keep 22 of them (the capture cut the options).
+    pkt.truncate(20 + 22);
+    let p = one(&mut dec(), LinkType::RAW, &pkt);
+    assert!(p.payload.is_empty());
+    assert!(matches!(
+        p.l4,
+        L4::Tcp {
+            src_port: 443,
+            flags: 0x12,
+            ..
+        }
+    ));
+    let mut dc = dec();
+    let mut seen_cut = false;
+    let _ = dc.decode(LinkType::RAW, 0, &pkt, |p| seen_cut = p.header_cut);
+    assert!(seen_cut, "the packet is marked as cut");
+    // Less than the fixed header is still truncated.
+    pkt.truncate(20 + 19);
+    assert_eq!(
+        run(&mut dec(), LinkType::RAW, &pkt).0,
+        Err(DecodeError::Truncated)
+    );
+}
+
+#[test]
 fn ipv4_options_are_skipped() {
     let (s, d) = a4();
     let pkt = ipv4_full(s, d, 17, 1, 0, &[1, 1, 1, 0], &udp(s, d, 1, 2, b"opt"));

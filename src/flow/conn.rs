@@ -373,6 +373,12 @@ impl Conn {
         else {
             return;
         };
+        if pkt.header_cut {
+            // Zeek's TCP analyzer stops at the `truncated_header` weird: the segment made or
+            // kept the connection alive, nothing else.
+            self.last_ns = pkt.ts_ns;
+            return;
+        }
         if !pkt.checksum_ok {
             // A packet from the SYN-ACK's receiver shows that side is captured, even when its
             // checksum fails: Zeek then keeps the roles (`tcp-bad-checksum-localhost`, whose

@@ -956,6 +956,7 @@ mod tests {
             parents: [None; 2],
             snippet_len: n as u16,
             snippet,
+            header_cut: false,
         }
     }
 

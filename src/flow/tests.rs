@@ -37,6 +37,7 @@ fn tcp(ts: u64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32) -> P
         parents: [None; 2],
         snippet_len: len.min(SNIPPET_LEN as u32) as u16,
         snippet: [0; SNIPPET_LEN],
+        header_cut: false,
     }
 }
 
@@ -213,6 +214,18 @@ fn synack_first_keeps_roles_when_the_receiver_is_seen_with_bad_checksums() {
         "no flip: the SYN-ACK's sender stays the originator"
     );
     assert_eq!((r.orig_pkts, r.resp_pkts), (2, 0));
+}
+
+#[test]
+fn segment_with_cut_options_opens_a_connection_without_counting() {
+    // `vntag-in-vlan-tcp`: Zeek logs the connection (OTH, no history, no packets).
+    let mut p = tcp(S, false, SY | A, 500, 101, 0);
+    p.header_cut = true;
+    let r = one(&[p]);
+    assert_eq!((r.orig_pkts, r.resp_pkts), (0, 0));
+    // Only the role guess from the fixed header's flags and ports (a SYN-ACK from 8080).
+    assert_eq!(r.history.as_str(), "^");
+    assert_eq!(r.conn_state, ConnState::OTH);
 }
 
 #[test]
