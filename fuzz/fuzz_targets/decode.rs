@@ -12,7 +12,9 @@ use nameflow::decode::{DecodeConfig, Decoder, LinkType};
 use nameflow::names::EvidenceParser;
 
 /// Every link type `LinkType::is_supported` accepts, plus one it does not.
-const LINKS: [u32; 12] = [0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 276, 147];
+const LINKS: [u32; 16] = [
+    0, 1, 9, 10, 12, 14, 50, 101, 105, 108, 113, 127, 228, 229, 276, 147,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, mut rest)) = data.split_first() else {

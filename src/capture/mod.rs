@@ -55,7 +55,7 @@ pub enum CaptureError {
     },
     #[error("{path} ends in the middle of a packet at byte offset {offset} (truncated file); everything before it was processed")]
     Truncated { path: PathBuf, offset: u64 },
-    #[error("{path}: unsupported link type {linktype}; supported: Ethernet (1), Linux SLL (113), SLL2 (276), raw IP (101, 228, 229), BSD loopback/null (0, 108), FDDI (10)")]
+    #[error("{path}: unsupported link type {linktype}; supported: Ethernet (1), Linux SLL (113), SLL2 (276), raw IP (101, 228, 229), BSD loopback/null (0, 108), FDDI (10), PPP (9, 50), 802.11 (105) and radiotap (127)")]
     UnsupportedLink { path: PathBuf, linktype: u32 },
     #[error("reading {path} failed at byte offset {offset}: {source}")]
     Io {

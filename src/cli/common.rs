@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use nameflow::config::{OutputSection, SinkEntry};
 use nameflow::decode::DecodeConfig;
-use nameflow::flow::{FlowConfig, LocalNets};
+use nameflow::flow::{FlowConfig, LocalNets, ServerPorts};
 use nameflow::output::{Format, JsonTs, OnWriteError, OutputConfig};
 
 /// Where and how logs are written. Every option can also be set in the config file's
@@ -167,6 +167,13 @@ pub struct FlowArgs {
     /// has one id across them.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub community_id_seed: u16,
+    /// Zeek's `likely_server_ports`, which decide who the originator is when a connection's
+    /// first packet is not a plain SYN: `default` (the ports of Zeek's default scripts),
+    /// `none`, or a list such as `80/tcp,53/udp` (`default` may be one item). A `zeek -b` run
+    /// loads fewer protocol scripts and so has fewer such ports; give its set to guess roles
+    /// as it did.
+    #[arg(long, value_name = "LIST", default_value = "default")]
+    pub likely_server_ports: String,
 }
 
 /// `--conn-key`: Zeek's connection key factories.
@@ -188,10 +195,14 @@ impl FlowArgs {
             Some(list) => LocalNets::parse_list(list).context("bad --local-nets")?,
             None => LocalNets::zeek_default(),
         };
+        let server_ports = ServerPorts::parse_list(&self.likely_server_ports)
+            .map_err(anyhow::Error::msg)
+            .context("bad --likely-server-ports")?;
         Ok(FlowConfig {
             max_flows: self.max_flows,
             local_nets,
             community_id_seed: self.community_id_seed,
+            server_ports,
             ..FlowConfig::default()
         })
     }

@@ -141,6 +141,47 @@ impl Decoder {
         match l3 {
             L3::V4(b) => self.ipv4(ts, b, l2, stack, visit),
             L3::V6(b) => self.ipv6(ts, b, l2, stack, visit),
+            L3::Amsdu(b) => self.amsdu(ts, b, l2, stack, visit),
+        }
+    }
+
+    /// The packets of an 802.11 A-MSDU, each decoded as if it were a frame of its own with the
+    /// 802.11 header's addresses and the same encapsulation. As in Zeek's IEEE802_11 analyzer,
+    /// the walk stops at the first subframe that is cut short or does not decode; the packets
+    /// before it stand. An A-MSDU cannot nest (a subframe is LLC/SNAP, never 802.11 again), so
+    /// this recursion is one level deep.
+    fn amsdu<F: FnMut(&Packet<'_>)>(
+        &mut self,
+        ts: u64,
+        body: &[u8],
+        l2: L2Info,
+        stack: &Stack,
+        visit: &mut F,
+    ) -> Result<(), DecodeError> {
+        let mut visited = false;
+        for sub in link::Amsdu::new(body) {
+            let mut l2s = l2;
+            let r = sub
+                .and_then(|(ty, b)| link::ether_payload(ty, b, &mut l2s))
+                .and_then(|l3| match l3 {
+                    L3::Amsdu(_) => Err(DecodeError::Malformed),
+                    l3 => self.ip(ts, l3, l2s, stack, visit),
+                });
+            match r {
+                Ok(()) => visited = true,
+                // A later subframe's failure is counted here, since the frame as a whole
+                // gave packets.
+                Err(e) if visited => {
+                    self.count(e);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if visited {
+            Ok(())
+        } else {
+            Err(DecodeError::NotIp)
         }
     }
 
@@ -335,11 +376,22 @@ impl Decoder {
             inner_vlan: l2.inner_vlan,
             l2_src: l2.src,
             l2_dst: l2.dst,
+            header_cut: false,
         };
         match ip.proto {
             6 => {
-                let t = Tcp::new_checked(l4)?;
-                let hl = t.header_len() as u32;
+                let (t, declared) = match Tcp::new_checked(l4) {
+                    Ok(t) => (t, t.header_len()),
+                    // Zeek's TCP analyzer needs only the fixed header to build the connection
+                    // (`BuildConnTuple`); the rest of its analysis stops at the cut.
+                    Err(DecodeError::Truncated) => {
+                        let cut = Tcp::new_cut(l4)?;
+                        p.header_cut = true;
+                        cut
+                    }
+                    Err(e) => return Err(e),
+                };
+                let hl = declared as u32;
                 if hl > ip.l4_len {
                     return Err(DecodeError::Malformed);
                 }
@@ -481,6 +533,8 @@ impl Decoder {
                 match l3 {
                     L3::V4(b) => Ipv4::new_checked(b).map(|_| ()),
                     L3::V6(b) => Ipv6::new_checked(b).map(|_| ()),
+                    // Its subframes are checked one by one when decoded.
+                    L3::Amsdu(_) => Ok(()),
                 }?;
                 Ok(l3)
             });

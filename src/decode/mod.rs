@@ -30,12 +30,16 @@ impl LinkType {
     pub const IPV4: LinkType = LinkType(228);
     pub const IPV6: LinkType = LinkType(229);
     pub const LINUX_SLL2: LinkType = LinkType(276);
+    pub const PPP: LinkType = LinkType(9);
+    pub const PPP_HDLC: LinkType = LinkType(50);
+    pub const IEEE802_11: LinkType = LinkType(105);
+    pub const IEEE802_11_RADIOTAP: LinkType = LinkType(127);
 
     /// True when [`Decoder::decode`] understands this link type.
     pub fn is_supported(self) -> bool {
         matches!(
             self.0,
-            0 | 1 | 10 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276
+            0 | 1 | 9 | 10 | 12 | 14 | 50 | 101 | 105 | 108 | 113 | 127 | 228 | 229 | 276
         )
     }
 }
@@ -163,6 +167,10 @@ pub struct Packet<'a> {
     /// Link-layer source and destination addresses, when the link has them.
     pub l2_src: Option<[u8; 6]>,
     pub l2_dst: Option<[u8; 6]>,
+    /// The capture cut this TCP segment inside its options: the fixed header (ports, numbers,
+    /// flags) is whole, nothing after it is. Zeek builds the connection from such a segment but
+    /// its TCP analyzer stops at the `truncated_header` weird, so the segment is not counted.
+    pub header_cut: bool,
 }
 
 /// Why a frame gave no packet. Copy, so counting it never allocates.
@@ -214,8 +222,9 @@ pub struct DecodeCounters {
     pub bad_checksum: u64,
 }
 
-// Codemap: `wire` holds the typed header views and checksums, `link` the link layers and the
-// ethertype dispatch (VLAN, MPLS, PPPoE, FabricPath), `frag` reassembly, `tunnel` the tunnel
+// Codemap: `wire` holds the typed header views and checksums, `link` the link layers (Ethernet,
+// SLL, FDDI, PPP, 802.11 with radiotap and A-MSDU) and the ethertype dispatch (VLAN, MPLS,
+// PPPoE, FabricPath, PBB, VN-Tag), `frag` reassembly, `tunnel` the tunnel
 // headers, and `imp` the decoder that ties them together.
 mod frag;
 mod imp;

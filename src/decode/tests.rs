@@ -428,8 +428,226 @@ fn vlan_qinq_mpls_pppoe_fabricpath() {
     assert_eq!(p.l2_src, Some(MAC_A));
 }
 
+/// An 802.11 QoS data frame from the distribution system (From DS), addresses 1-3, then the
+/// QoS control field (A-MSDU bit as asked) and `body`.
+fn wifi_qos(amsdu: bool, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x88, 0x02, 0, 0];
+    f.extend_from_slice(&MAC_B); // receiver = destination
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 9]); // transmitter (the access point)
+    f.extend_from_slice(&MAC_A); // source
+    f.extend_from_slice(&[0, 0]); // sequence control
+    f.extend_from_slice(&[if amsdu { 0x80 } else { 0 }, 0]);
+    f.extend_from_slice(body);
+    f
+}
+
+fn snap_ip(ip: &[u8]) -> Vec<u8> {
+    let mut b = vec![0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00];
+    b.extend_from_slice(ip);
+    b
+}
+
+/// A-MSDU subframes of `packets` (each LLC/SNAP + IPv4), padded to four bytes but the last.
+fn amsdu(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (i, ip) in packets.iter().enumerate() {
+        let sub = snap_ip(ip);
+        b.extend_from_slice(&MAC_B);
+        b.extend_from_slice(&MAC_A);
+        b.extend_from_slice(&(sub.len() as u16).to_be_bytes());
+        b.extend_from_slice(&sub);
+        if i + 1 < packets.len() {
+            while b.len() % 4 != 0 {
+                b.push(0xee);
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn ppp_links_pbb_and_vntag() {
+    let ip = udp4_packet();
+    let (s6, d6) = a6();
+    let ip6 = ipv6(s6, d6, 17, &udp(s6, d6, 1, 2, b"x"));
+    // DLT_PPP without framing, with HDLC-like framing, and MPLS in PPP.
+    let mut f = vec![0x00, 0x57];
+    f.extend_from_slice(&ip6);
+    assert_eq!(one(&mut dec(), LinkType::PPP, &f).src, s6);
+    let mut f = vec![0xff, 0x03, 0x00, 0x21];
+    f.extend_from_slice(&ip);
+    assert_eq!(one(&mut dec(), LinkType::PPP, &f).src, a4().0);
+    let mut f = vec![0x02, 0x81, 0x00, 0x01, 0x01, 0x40];
+    f.extend_from_slice(&ip);
+    assert_eq!(one(&mut dec(), LinkType::PPP, &f).payload, b"hello");
+    // LCP carries no packet.
+    assert_eq!(
+        run(&mut dec(), LinkType::PPP, &[0xc0, 0x21, 1, 1, 0, 4]).0,
+        Err(DecodeError::NotIp)
+    );
+    // PPP in HDLC framing (DLT 50).
+    let mut f = vec![0xff, 0x03, 0x00, 0x21];
+    f.extend_from_slice(&ip);
+    assert_eq!(one(&mut dec(), LinkType::PPP_HDLC, &f).payload, b"hello");
+    // 802.1ah PBB behind a backbone VLAN tag: I-TAG, customer addresses, customer VLAN, IPv4.
+    let cust_dst = [4, 0, 0, 0, 0, 4];
+    let cust_src = [6, 0, 0, 0, 0, 6];
+    let mut pbb = vec![0x00, 0x1e, 0x88, 0xe7, 0x00, 0x1e, 0xbb, 0x30];
+    pbb.extend_from_slice(&cust_dst);
+    pbb.extend_from_slice(&cust_src);
+    pbb.extend_from_slice(&[0x81, 0x00, 0x00, 0x07, 0x08, 0x00]);
+    pbb.extend_from_slice(&ip);
+    let p = one(&mut dec(), LinkType::ETHERNET, &eth(0x8100, &pbb));
+    assert_eq!(p.payload, b"hello");
+    assert_eq!(
+        p.l2_src,
+        Some(cust_src),
+        "PBB gives the customer's addresses"
+    );
+    assert_eq!((p.vlan, p.inner_vlan), (Some(30), Some(7)));
+    // VN-Tag between two 802.1Q tags.
+    let mut vn = vec![
+        0x00, 0xfa, 0x89, 0x26, 0, 0, 0, 0x33, 0x81, 0x00, 0x00, 0xfa, 0x08, 0x00,
+    ];
+    vn.extend_from_slice(&ip);
+    let p = one(&mut dec(), LinkType::ETHERNET, &eth(0x8100, &vn));
+    assert_eq!(
+        (p.vlan, p.inner_vlan, p.payload.as_slice()),
+        (Some(250), Some(250), &b"hello"[..])
+    );
+}
+
+#[test]
+fn ieee80211_radiotap_and_amsdu() {
+    let ip = udp4_packet();
+    // A plain 802.11 data frame (no QoS, To DS): addresses BSSID, source, destination.
+    let mut f = vec![0x08, 0x01, 0, 0];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 9]);
+    f.extend_from_slice(&MAC_A);
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&snap_ip(&ip));
+    let p = one(&mut dec(), LinkType::IEEE802_11, &f);
+    assert_eq!(
+        (p.l2_src, p.payload.as_slice()),
+        (Some(MAC_A), &b"hello"[..])
+    );
+    // The same behind a radiotap header of 12 bytes.
+    let mut rt = vec![0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    rt.extend_from_slice(&f);
+    assert_eq!(
+        one(&mut dec(), LinkType::IEEE802_11_RADIOTAP, &rt).payload,
+        b"hello"
+    );
+    // QoS data from the DS.
+    let q = wifi_qos(false, &snap_ip(&ip));
+    assert_eq!(
+        one(&mut dec(), LinkType::IEEE802_11, &q).l2_src,
+        Some(MAC_A)
+    );
+    // Management frames, null data and protected frames carry nothing to track; a non-zero
+    // OUI is not encapsulated Ethernet.
+    let mut beacon = f.clone();
+    beacon[0] = 0x80;
+    let mut null = f.clone();
+    null[0] = 0x48;
+    let mut protected = f.clone();
+    protected[1] |= 0x40;
+    let mut oui = f.clone();
+    oui[24 + 5] = 1;
+    for (name, fr) in [
+        ("beacon", beacon),
+        ("null", null),
+        ("protected", protected),
+        ("oui", oui),
+    ] {
+        assert_eq!(
+            run(&mut dec(), LinkType::IEEE802_11, &fr).0,
+            Err(DecodeError::NotIp),
+            "{name}"
+        );
+    }
+    // A-MSDU with three packets of odd and even lengths: each is visited, in order.
+    let (s, d) = a4();
+    let pkts: Vec<Vec<u8>> = [&b"one"[..], b"four", b"fifth"]
+        .iter()
+        .map(|data| ipv4(s, d, 17, &udp(s, d, 5353, 53, data)))
+        .collect();
+    let frame = wifi_qos(true, &amsdu(&pkts));
+    let mut dc = dec();
+    let (r, seen) = run(&mut dc, LinkType::IEEE802_11, &frame);
+    assert_eq!(r, Ok(()));
+    let got: Vec<&[u8]> = seen.iter().map(|p| p.payload.as_slice()).collect();
+    assert_eq!(got, [&b"one"[..], b"four", b"fifth"]);
+    assert_eq!(dc.counters().packets, 3);
+    // Cut inside the third subframe: the first two stand, the cut is counted.
+    let mut dc = dec();
+    let (r, seen) = run(&mut dc, LinkType::IEEE802_11, &frame[..frame.len() - 3]);
+    assert_eq!((r, seen.len()), (Ok(()), 2));
+    assert_eq!(dc.counters().truncated, 1);
+}
+
+#[test]
+fn aruba_gre_carries_80211_amsdu() {
+    let (s, d) = a4();
+    let (os, od) = (addr("10.1.0.1"), addr("10.1.0.2"));
+    let pkts: Vec<Vec<u8>> = [&b"a"[..], b"bb"]
+        .iter()
+        .map(|data| ipv4(s, d, 6, &tcp(s, d, 443, 49392, 0x18, data)))
+        .collect();
+    for proto in [0x8200u16, 0x8240, 0x8370, 0x9000] {
+        let mut g = proto.to_be_bytes().to_vec();
+        g.splice(0..0, [0, 0]);
+        g.extend_from_slice(&wifi_qos(true, &amsdu(&pkts)));
+        let mut dc = dec();
+        let (r, seen) = run(&mut dc, LinkType::RAW, &ipv4(os, od, 47, &g));
+        assert_eq!(r, Ok(()), "aruba {proto:#x}");
+        assert_eq!(seen.len(), 2, "aruba {proto:#x}: both subframes");
+        assert!(seen.iter().all(|p| p.encap.len() == 1
+            && p.encap[0].kind == TunnelKind::Gre
+            && p.encap[0].src == os));
+        assert_eq!(seen[1].payload, b"bb");
+    }
+    // 0x8371 fails Zeek's Aruba test (low nibble set) and is no ethertype we know.
+    let mut g = vec![0, 0, 0x83, 0x71];
+    g.extend_from_slice(&wifi_qos(true, &amsdu(&pkts)));
+    assert_eq!(
+        run(&mut dec(), LinkType::RAW, &ipv4(os, od, 47, &g)).0,
+        Err(DecodeError::NotIp)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // IP
+
+#[test]
+fn tcp_header_cut_inside_its_options_still_gives_the_packet() {
+    let (s, d) = a4();
+    let seg = tcp(s, d, 443, 56960, 0x12, b"");
+    let mut pkt = ipv4(s, d, 6, &seg);
+    // The test segment has 24 header bytes; keep 22 of them (the capture cut the options).
+    pkt.truncate(20 + 22);
+    let p = one(&mut dec(), LinkType::RAW, &pkt);
+    assert!(p.payload.is_empty());
+    assert!(matches!(
+        p.l4,
+        L4::Tcp {
+            src_port: 443,
+            flags: 0x12,
+            ..
+        }
+    ));
+    let mut dc = dec();
+    let mut seen_cut = false;
+    let _ = dc.decode(LinkType::RAW, 0, &pkt, |p| seen_cut = p.header_cut);
+    assert!(seen_cut, "the packet is marked as cut");
+    // Less than the fixed header is still truncated.
+    pkt.truncate(20 + 19);
+    assert_eq!(
+        run(&mut dec(), LinkType::RAW, &pkt).0,
+        Err(DecodeError::Truncated)
+    );
+}
 
 #[test]
 fn ipv4_options_are_skipped() {
@@ -974,7 +1192,7 @@ fn random_bytes_never_panic() {
             f[at] = next() as u8;
         }
         let cut = (next() as usize) % (f.len() + 1);
-        let lt = [1u32, 0, 101, 108, 113, 276, 10][(i % 7) as usize];
+        let lt = [1u32, 0, 101, 108, 113, 276, 10, 9, 50, 105, 127][(i % 11) as usize];
         let _ = run(&mut dc, LinkType(lt), &f[..cut]);
     }
 }

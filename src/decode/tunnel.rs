@@ -15,6 +15,8 @@ pub(crate) enum Inner<'a> {
     Ip(L3<'a>),
     /// Bytes named by an ethertype that may still need peeling (MPLS, VLAN tags).
     EtherType(u16, &'a [u8]),
+    /// An 802.11 frame without radiotap (Aruba's GRE).
+    Ieee80211(&'a [u8]),
 }
 
 impl<'a> Inner<'a> {
@@ -24,6 +26,7 @@ impl<'a> Inner<'a> {
             Inner::Ethernet(b) => link::ethernet(b, l2),
             Inner::Ip(l3) => Ok(l3),
             Inner::EtherType(ty, b) => link::ether_payload(ty, b, l2),
+            Inner::Ieee80211(b) => link::ieee80211(b, l2),
         }
     }
 }
@@ -240,8 +243,24 @@ pub(crate) fn gre(b: &[u8]) -> Result<Inner<'_>, DecodeError> {
                 rest.get(skip..).ok_or(DecodeError::Truncated)?,
             ))
         }
+        // Aruba access points tunnel 802.11 frames to their controller in GRE under their
+        // own protocol types (0x8200, 0x8210, ..., 0x9000); Zeek's GRE analyzer recognises
+        // them by a bit test and hands the payload to its IEEE802_11 analyzer.
+        p if is_aruba(p) => {
+            if rest.is_empty() {
+                return Err(DecodeError::Truncated);
+            }
+            Ok(Inner::Ieee80211(rest))
+        }
         _ => by_ethertype(proto, rest),
     }
+}
+
+/// The GRE protocol types of Aruba's 802.11 tunnels, by Zeek's rule.
+fn is_aruba(proto: u16) -> bool {
+    (proto & 0x8200 == 0x8200 && proto & 0x0f == 0)
+        || (proto & 0x8300 == 0x8300 && proto & 0x0f == 0 && proto <= 0x8370)
+        || proto == 0x9000
 }
 
 #[cfg(test)]

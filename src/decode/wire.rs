@@ -350,6 +350,21 @@ impl<'a> Tcp<'a> {
         }
         Ok(Tcp { buf, header_len })
     }
+    /// A view of a segment whose options the capture cut short: the fixed header is whole and
+    /// its data offset valid, so the ports, numbers and flags can be read; the payload is
+    /// empty. Returns the view and the header length the segment declares.
+    pub fn new_cut(buf: &'a [u8]) -> Result<(Tcp<'a>, usize), DecodeError> {
+        use tcp_field::*;
+        if buf.len() < MIN_LEN {
+            return Err(DecodeError::Truncated);
+        }
+        let declared = usize::from(buf[OFF] >> 4) * 4;
+        if declared < MIN_LEN {
+            return Err(DecodeError::Malformed);
+        }
+        let header_len = declared.min(buf.len());
+        Ok((Tcp { buf, header_len }, declared))
+    }
     pub fn header_len(&self) -> usize {
         self.header_len
     }

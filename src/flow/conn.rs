@@ -4,11 +4,10 @@
 
 use super::community_id::community_id;
 use super::key::FlowKey;
-use super::ports::is_likely_server_port;
 use super::service::ServiceState;
 use super::summary::{PacketSummary, SNIPPET_LEN};
 use super::tcp::{seq_delta, EpState, Scaled, TcpEp};
-use super::FlowConfig;
+use super::{FlowConfig, ServerPorts};
 use crate::decode::L4;
 use crate::types::record::{ConnRecord, ConnState, History, Transport, Uid, MAX_TUNNEL_PARENTS};
 use std::net::IpAddr;
@@ -189,15 +188,15 @@ impl Conn {
         if transport == Transport::Tcp {
             c.expire_at = pkt.ts_ns + TCP_SYN_TIMEOUT_NS;
         }
-        if c.wants_flip(pkt, src_port, dst_port) && !is_broadcast(pkt.dst) {
+        if c.wants_flip(&cfg.server_ports, pkt, src_port, dst_port) && !is_broadcast(pkt.dst) {
             c.flip_roles();
         }
         c
     }
 
     /// Zeek's `WantConnection` role guess from the first packet's flags and ports.
-    fn wants_flip(&self, pkt: &PacketSummary, sp: u16, dp: u16) -> bool {
-        let likely = |p| is_likely_server_port(pkt.ip_proto, p);
+    fn wants_flip(&self, ports: &ServerPorts, pkt: &PacketSummary, sp: u16, dp: u16) -> bool {
+        let likely = |p| ports.contains(pkt.ip_proto, p);
         match pkt.l4 {
             L4::Tcp { flags, .. } => {
                 let partial = flags & SYN == 0 || flags & ACK != 0;
@@ -374,7 +373,19 @@ impl Conn {
         else {
             return;
         };
+        if pkt.header_cut {
+            // Zeek's TCP analyzer stops at the `truncated_header` weird: the segment made or
+            // kept the connection alive, nothing else.
+            self.last_ns = pkt.ts_ns;
+            return;
+        }
         if !pkt.checksum_ok {
+            // A packet from the SYN-ACK's receiver shows that side is captured, even when its
+            // checksum fails: Zeek then keeps the roles (`tcp-bad-checksum-localhost`, whose
+            // client packets all fail); only a one-sided capture is flipped below.
+            if !is_orig {
+                self.pending_synack = None;
+            }
             self.scaled(is_orig, |s| &mut s.tcp.bad_checksum, b'C');
             return;
         }

@@ -30,6 +30,7 @@ mod tests;
 mod uid;
 pub use conn::Conn;
 pub use local::LocalNets;
+pub use ports::ServerPorts;
 pub use table::Shard;
 pub use uid::conn_uid;
 
@@ -63,6 +64,9 @@ pub struct FlowConfig {
     /// Community ID seed (`--community-id-seed`, Zeek's `CommunityID::seed`, Suricata's
     /// `community-id-seed`): hashed first, so sites that share a seed share ids.
     pub community_id_seed: u16,
+    /// Zeek's `likely_server_ports`, for the role guess of a connection that does not open
+    /// with a plain SYN.
+    pub server_ports: ServerPorts,
 }
 
 impl Default for FlowConfig {
@@ -81,6 +85,7 @@ impl Default for FlowConfig {
             local_nets: LocalNets::zeek_default(),
             uid_seed: 0,
             community_id_seed: 0,
+            server_ports: ServerPorts::ZeekDefault,
         }
     }
 }

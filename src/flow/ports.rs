@@ -19,7 +19,8 @@ const UDP: &[u16] = &[
     5072, 5353, 5355, 6081,
 ];
 
-/// True when `port` is a likely server port for `ip_proto` (6 = TCP, 17 = UDP).
+/// True when `port` is a likely server port for `ip_proto` (6 = TCP, 17 = UDP) in Zeek's
+/// default scripts.
 pub fn is_likely_server_port(ip_proto: u8, port: u16) -> bool {
     match ip_proto {
         6 => TCP.binary_search(&port).is_ok(),
@@ -28,9 +29,89 @@ pub fn is_likely_server_port(ip_proto: u8, port: u16) -> bool {
     }
 }
 
+/// The `likely_server_ports` in force (`--likely-server-ports`): Zeek's default scripts' set,
+/// or another one, for instance the smaller set of a `zeek -b` run that loads fewer protocol
+/// scripts (each script adds its analyzer's ports), so nameflow guesses roles as that run did.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ServerPorts {
+    /// The ports of Zeek's default scripts ([`is_likely_server_port`]).
+    #[default]
+    ZeekDefault,
+    /// These ports, each list sorted.
+    Custom { tcp: Vec<u16>, udp: Vec<u16> },
+}
+
+impl ServerPorts {
+    /// Parses `default`, `none`, or a comma-separated list of `PORT/tcp`, `PORT/udp` and
+    /// `default` (which adds the default set).
+    pub fn parse_list(list: &str) -> Result<ServerPorts, String> {
+        let list = list.trim();
+        if list == "default" {
+            return Ok(ServerPorts::ZeekDefault);
+        }
+        let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "none" {
+                continue;
+            }
+            if item == "default" {
+                tcp.extend_from_slice(TCP);
+                udp.extend_from_slice(UDP);
+                continue;
+            }
+            let (num, proto) = item.split_once('/').ok_or_else(|| {
+                format!("`{item}`: expected PORT/tcp or PORT/udp (or `default`, `none`)")
+            })?;
+            let port: u16 = num
+                .parse()
+                .map_err(|_| format!("`{item}`: `{num}` is not a port number (0-65535)"))?;
+            match proto {
+                "tcp" => tcp.push(port),
+                "udp" => udp.push(port),
+                _ => return Err(format!("`{item}`: the protocol must be tcp or udp")),
+            }
+        }
+        for v in [&mut tcp, &mut udp] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        Ok(ServerPorts::Custom { tcp, udp })
+    }
+
+    /// True when `port` is a likely server port for `ip_proto` in this set.
+    pub fn contains(&self, ip_proto: u8, port: u16) -> bool {
+        match self {
+            ServerPorts::ZeekDefault => is_likely_server_port(ip_proto, port),
+            ServerPorts::Custom { tcp, udp } => match ip_proto {
+                6 => tcp.binary_search(&port).is_ok(),
+                17 => udp.binary_search(&port).is_ok(),
+                _ => false,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_sets_parse_and_answer() {
+        let p = ServerPorts::parse_list("80/tcp, 53/udp,53/tcp").expect("valid list");
+        assert!(p.contains(6, 80) && p.contains(6, 53) && p.contains(17, 53));
+        assert!(!p.contains(6, 443) && !p.contains(17, 80));
+        let none = ServerPorts::parse_list("none").expect("none");
+        assert!(!none.contains(6, 80));
+        assert_eq!(
+            ServerPorts::parse_list("default"),
+            Ok(ServerPorts::ZeekDefault)
+        );
+        let more = ServerPorts::parse_list("default,27272/tcp").expect("default plus one");
+        assert!(more.contains(6, 443) && more.contains(6, 27272));
+        for bad in ["80", "80/sctp", "x/tcp", "70000/tcp"] {
+            assert!(ServerPorts::parse_list(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn lists_are_sorted_for_binary_search() {

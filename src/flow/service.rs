@@ -19,11 +19,21 @@
 //!   a non-HTTP port, FTP, SMTP, POP3, IRC. SSH needs both banners and key-exchange traffic from
 //!   both sides, because Zeek's SSH analyzer confirms only on `NEWKEYS` (a client-only capture
 //!   gives no `ssh`: `ssh-half-duplex-client` in the conformance set).
-//! - Port-only analyzers (DNS, DHCP, NTP, Modbus, IMAP, Kerberos) are tried only on their ports.
+//! - Port-only analyzers (DNS, DHCP, NTP, Modbus, IMAP, Kerberos, RDPEUDP) are tried only on
+//!   their ports.
 //!   Zeek has no DNS signature, so DNS on another port stays `-` there and here (53, 137, 5353,
 //!   5355 for UDP; 53 for TCP with its two-byte length prefix).
-//! - TLS is confirmed by a ServerHello, on any port; after an IMAP/SMTP/POP3 STARTTLS the
-//!   inspection window reopens so the TLS handshake is seen and `imap,ssl` comes out in that order.
+//! - TLS is confirmed by a ServerHello, on any port; after an upgrade the inspection window
+//!   reopens so the TLS handshake is seen and every confirmed analyzer comes out in confirmation
+//!   order (`imap,ssl`, `ftp,ssl`, `irc,ssl`, `mysql,ssl`, `http,ssl`). The upgrades are Zeek's:
+//!   IMAP/SMTP/POP3 STARTTLS when sent, FTP `AUTH TLS` answered by 234 (`FTP.cc`), IRC
+//!   `STARTTLS` answered by 670 (`IRC.cc`), a MySQL handshake response with `CLIENT_SSL`
+//!   (`mysql-analyzer.pac`), and a 200 reply to HTTP `CONNECT` (`HTTP.cc`).
+//! - Analyzers Zeek attaches by port confirm as its parsers do there: FTP on the first client
+//!   command, IRC on the first client line, MySQL on the client's handshake response.
+//! - The first nine bytes of the client's stream are kept across segments, so an HTTP request
+//!   sent in pieces (`tcp-ethernet-padding-http`: a byte per segment) still matches the method
+//!   as Zeek's signature does on the reassembled stream.
 //! - HTTP is never confirmed on a connection that started without a SYN: Zeek's HTTP analyzer
 //!   ignores "partial" connections (`wikipedia-dns-http` has such a GET that stays `-`).
 //! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries`; VXLAN and
@@ -51,6 +61,10 @@ const DNS_UDP_PORTS: [u16; 4] = [53, 137, 5353, 5355];
 const IMAP_PORTS: [u16; 1] = [143];
 /// Zeek's FTP analyzer ports.
 const FTP_PORTS: [u16; 2] = [21, 2811];
+/// Zeek's IRC analyzer ports (`IRC::ports`).
+const IRC_PORTS: [u16; 4] = [6666, 6667, 6668, 6669];
+/// Zeek's MySQL analyzer port (`MySQL::ports`).
+const MYSQL_PORTS: [u16; 1] = [3306];
 
 // Per-direction evidence bits. A bit records that a signature-like check matched on this side;
 // confirmation rules combine the bits of both sides.
@@ -71,6 +85,18 @@ const IRC_NICK: u32 = 1 << 13;
 const IRC_USER: u32 = 1 << 14;
 const IRC_REPLY: u32 = 1 << 15;
 const SSL2_CLIENT_HELLO: u32 = 1 << 16;
+/// The client asked for a tunnel (`CONNECT`).
+const HTTP_CONNECT: u32 = 1 << 17;
+/// The client sent `AUTH TLS` (RFC 4217).
+const FTP_AUTH_TLS: u32 = 1 << 18;
+/// The client sent IRC's `STARTTLS`.
+const IRC_STARTTLS: u32 = 1 << 19;
+/// The server opened with a MySQL initial handshake (protocol 9 or 10).
+const MYSQL_GREETING: u32 = 1 << 20;
+/// Protocol 10 of that greeting.
+const MYSQL_V10: u32 = 1 << 21;
+/// The client sent an MS-RDPEUDP SYN.
+const RDPEUDP_SYN: u32 = 1 << 22;
 
 // Connection-wide flags.
 const STARTED: u8 = 1 << 0;
@@ -94,7 +120,14 @@ pub struct ServiceState {
     orig: Side,
     resp: Side,
     flags: u8,
+    /// The first bytes of the client's stream, gathered across segments, so a request method
+    /// sent a byte at a time is still seen (Zeek's signatures match the reassembled stream).
+    head: [u8; HEAD],
+    head_len: u8,
 }
+
+/// How many stream bytes [`ServiceState::head`] keeps: the longest HTTP method.
+const HEAD: usize = 9;
 
 impl ServiceState {
     /// Looks at one packet of the connection.
@@ -140,6 +173,9 @@ impl ServiceState {
             self.tcp(&mut side, data, full_len, from_orig, first, ports);
         } else {
             self.udp(data, full_len, ports);
+            if ports.resp == 3389 {
+                self.rdpeudp(&mut side, data, from_orig);
+            }
         }
         if from_orig {
             self.orig = side;
@@ -177,6 +213,24 @@ impl ServiceState {
             self.confirmed.push(Service::Vxlan);
         } else if ports.either(&[6081]) && geneve_header(data, full_len) {
             self.confirmed.push(Service::Geneve);
+        }
+    }
+
+    /// MS-RDPEUDP on its port, as Zeek's `rdpeudp-analyzer.pac` follows the handshake: a client
+    /// SYN (the SYN flag, `snSourceAck` 0xffffffff), then a server SYN+ACK (the SYN or ACK flag)
+    /// confirms. Each datagram opens with the FEC header: `snSourceAck`, the receive window,
+    /// `uFlags`.
+    fn rdpeudp(&mut self, side: &mut Side, data: &[u8], from_orig: bool) {
+        let Some(h) = data.get(..8) else {
+            return;
+        };
+        let flags = u16::from_be_bytes([h[6], h[7]]);
+        if from_orig {
+            if self.orig.bits & RDPEUDP_SYN == 0 && flags & 0x01 != 0 && h[..4] == [0xff; 4] {
+                side.bits |= RDPEUDP_SYN;
+            }
+        } else if self.orig.bits & RDPEUDP_SYN != 0 && flags & 0x05 != 0 {
+            self.confirmed.push(Service::Rdpeudp);
         }
     }
 
@@ -235,22 +289,55 @@ impl ServiceState {
             side.bits |= SSH_KEX;
         }
 
+        if ports.resp_in(&MYSQL_PORTS) {
+            self.mysql(side, data, from_orig, first);
+        }
         if from_orig {
-            self.tcp_client_lines(side, data, first);
+            self.tcp_client_lines(side, data, first, ports);
         } else {
-            self.tcp_server_lines(side, data, first);
+            self.tcp_server_lines(side, data, first, ports);
         }
     }
 
     /// Text commands of the client side. Every line of the packet is looked at, as the
     /// signatures allow the command anywhere in the stream's first bytes.
-    fn tcp_client_lines(&mut self, side: &mut Side, data: &[u8], first: bool) {
+    fn tcp_client_lines(&mut self, side: &mut Side, data: &[u8], first: bool, ports: Ports) {
         if first && http_request_line(data) {
             side.bits |= HTTP_REQ;
+            if first_word(trim_start(data)) == b"CONNECT" {
+                side.bits |= HTTP_CONNECT;
+            }
+        }
+        if usize::from(self.head_len) < HEAD {
+            let at = usize::from(self.head_len);
+            let n = data.len().min(HEAD - at);
+            self.head[at..at + n].copy_from_slice(&data[..n]);
+            self.head_len += n as u8;
+            // A request that the first segment did not hold whole: Zeek's `dpd_http_client`
+            // wants the method and then whitespace (or the end of what we keep).
+            let head = &self.head[..usize::from(self.head_len)];
+            if !first && side.bits & HTTP_REQ == 0 && http_method_prefix(head) {
+                side.bits |= HTTP_REQ;
+            }
         }
         for line in lines(data) {
             let line = trim_start(line);
             let word = first_word(line);
+            // Zeek's FTP analyzer, attached by port, confirms on the first client line whose
+            // first word is a command (three or more printable characters); its IRC analyzer
+            // on the first client line of three or more characters after the prefix.
+            if ports.resp_in(&FTP_PORTS) && ftp_command(word) {
+                self.confirmed.push(Service::Ftp);
+            }
+            if ports.resp_in(&IRC_PORTS) && irc_client_line(line) {
+                self.confirmed.push(Service::Irc);
+            }
+            if eq_ci(word, b"AUTH") && eq_ci(first_word(trim_start(&line[word.len()..])), b"TLS") {
+                side.bits |= FTP_AUTH_TLS;
+                // Zeek's analyzer reads every reply; the go-ahead may come after the server's
+                // inspection window has run out (a long FEAT listing), so reopen it.
+                self.resp.seen = 0;
+            }
             if eq_ci(word, b"USER") {
                 side.bits |= FTP_USER | POP3_CMD | IRC_USER;
             }
@@ -264,7 +351,13 @@ impl ServiceState {
                 side.bits |= POP3_CMD;
             }
             if eq_ci(word, b"STLS") || eq_ci(word, b"STARTTLS") {
-                self.start_tls();
+                side.bits |= IRC_STARTTLS;
+                self.resp.seen = 0;
+                // POP3's STLS and SMTP's STARTTLS switch as soon as they are sent (the
+                // servers' go-ahead is not awaited); IRC waits for its 670 reply below.
+                if !ports.resp_in(&IRC_PORTS) {
+                    self.start_tls();
+                }
             }
             // IMAP: "<tag> <command>", the tag being any atom.
             if !word.is_empty() && word.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'.') {
@@ -284,10 +377,17 @@ impl ServiceState {
     }
 
     /// Replies of the server side.
-    fn tcp_server_lines(&mut self, side: &mut Side, data: &[u8], first: bool) {
+    fn tcp_server_lines(&mut self, side: &mut Side, data: &[u8], first: bool, ports: Ports) {
+        let client = self.orig.bits;
         if first {
             if data.starts_with(b"HTTP/") && data.get(5).is_some_and(u8::is_ascii_digit) {
                 side.bits |= HTTP_RESP;
+                // Zeek's HTTP analyzer hands the stream after a 200 reply to CONNECT to
+                // protocol detection again, which finds the TLS inside (`http,ssl`).
+                let code = trim_start_spaces(&data[first_word(data).len()..]);
+                if client & HTTP_CONNECT != 0 && reply_code(code, &[b"200"]) {
+                    self.start_tls();
+                }
             }
             let t = trim_start(data);
             if reply_code(t, &[b"220", b"120"]) {
@@ -310,7 +410,44 @@ impl ServiceState {
             }
             if irc_reply(line) {
                 side.bits |= IRC_REPLY;
+                // RPL_STARTTLS: Zeek's IRC analyzer adds SSL after it.
+                if client & IRC_STARTTLS != 0 && irc_reply_code(line) == Some(670) {
+                    self.start_tls();
+                }
             }
+            // Zeek's FTP analyzer adds SSL after a 234 reply to `AUTH TLS`.
+            if client & FTP_AUTH_TLS != 0 && ports.resp_in(&FTP_PORTS) && reply_code(t, &[b"234"]) {
+                self.start_tls();
+            }
+        }
+    }
+
+    /// MySQL on its port, as Zeek's analyzer reads the handshake: the server's initial
+    /// handshake (protocol 9 or 10), then the client's handshake response confirms `mysql`;
+    /// a protocol-10 response with `CLIENT_SSL` set switches the connection to TLS.
+    fn mysql(&mut self, side: &mut Side, data: &[u8], from_orig: bool, first: bool) {
+        // Packet header: 3-byte little-endian length, sequence number.
+        let Some(&[_, _, _, seq, body0, ..]) = data.get(..5) else {
+            return;
+        };
+        if !from_orig {
+            if first && seq == 0 && (body0 == 9 || body0 == 10) {
+                side.bits |= MYSQL_GREETING;
+                if body0 == 10 {
+                    side.bits |= MYSQL_V10;
+                }
+            }
+            return;
+        }
+        let server = self.resp.bits;
+        if server & MYSQL_GREETING == 0 || seq != 1 {
+            return;
+        }
+        self.confirmed.push(Service::Mysql);
+        // CLIENT_SSL is bit 11 of the capability flags that open a protocol-10 response.
+        const CLIENT_SSL: u8 = 0x08;
+        if server & MYSQL_V10 != 0 && data.get(5).is_some_and(|b| b & CLIENT_SSL != 0) {
+            self.start_tls();
         }
     }
 
@@ -431,30 +568,9 @@ fn banner_followed_by_data(data: &[u8]) -> bool {
 /// An HTTP request line: a known method, a space, a target, a space and `HTTP/`. When the line
 /// is longer than the captured bytes, the method and the start of the target must do.
 fn http_request_line(data: &[u8]) -> bool {
-    const METHODS: [&[u8]; 19] = [
-        b"GET",
-        b"HEAD",
-        b"POST",
-        b"PUT",
-        b"DELETE",
-        b"OPTIONS",
-        b"TRACE",
-        b"CONNECT",
-        b"PATCH",
-        b"PROPFIND",
-        b"PROPPATCH",
-        b"MKCOL",
-        b"COPY",
-        b"MOVE",
-        b"LOCK",
-        b"UNLOCK",
-        b"SEARCH",
-        b"REPORT",
-        b"SUBSCRIBE",
-    ];
     let line = trim_start(data);
     let method = first_word(line);
-    if !METHODS.contains(&method) {
+    if !HTTP_METHODS.contains(&method) {
         return false;
     }
     let rest = &line[method.len()..];
@@ -475,9 +591,78 @@ fn http_request_line(data: &[u8]) -> bool {
     version.starts_with(b"HTTP/") || version.is_empty() && data.len() >= 100
 }
 
+/// The request methods Zeek's HTTP signature knows.
+const HTTP_METHODS: [&[u8]; 19] = [
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"TRACE",
+    b"CONNECT",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"SUBSCRIBE",
+];
+
+/// A known HTTP method at the start of `head`, followed by whitespace, or filling it.
+fn http_method_prefix(head: &[u8]) -> bool {
+    let method = first_word(head);
+    HTTP_METHODS.contains(&method) && (method.len() < head.len() || head.len() == HEAD)
+}
+
 fn trim_start_spaces(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|&&b| b == b' ').count();
     &s[n..]
+}
+
+/// A word Zeek's FTP analyzer takes for a command: three or more printable characters.
+fn ftp_command(word: &[u8]) -> bool {
+    word.len() >= 3 && word.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A client line Zeek's IRC analyzer accepts: after an optional `:prefix `, at least three
+/// characters.
+fn irc_client_line(line: &[u8]) -> bool {
+    let line = trim_end(line);
+    let rest = if line.first() == Some(&b':') {
+        match line.iter().position(|&b| b == b' ') {
+            Some(i) => trim_start_spaces(&line[i + 1..]),
+            None => return false,
+        }
+    } else {
+        trim_start_spaces(line)
+    };
+    rest.len() >= 3
+}
+
+fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    &s[..s.len() - n]
+}
+
+/// The number of an IRC numeric reply.
+fn irc_reply_code(line: &[u8]) -> Option<u16> {
+    let rest = if line.first() == Some(&b':') {
+        &line[line.iter().position(|&b| b == b' ')? + 1..]
+    } else {
+        line
+    };
+    let d = rest.get(..3)?;
+    std::str::from_utf8(d).ok()?.parse().ok()
 }
 
 /// An IRC numeric reply: `[:prefix ]ddd `.
@@ -771,6 +956,7 @@ mod tests {
             parents: [None; 2],
             snippet_len: n as u16,
             snippet,
+            header_cut: false,
         }
     }
 
@@ -973,6 +1159,117 @@ mod tests {
     }
 
     #[test]
+    fn ftp_auth_tls_after_a_long_feat_gives_ftp_then_ssl() {
+        let mut segs: Vec<(bool, &[u8])> =
+            vec![(false, b"220 (vsFTPd 3.0.5)\r\n"), (true, b"FEAT\r\n")];
+        // More server packets than the inspection window before the go-ahead.
+        for _ in 0..10 {
+            segs.push((false, b" EPSV\r\n"));
+        }
+        segs.extend([
+            (true, &b"AUTH TLS\r\n"[..]),
+            (false, b"234 Proceed with negotiation.\r\n"),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ]);
+        assert_eq!(tcp_conv(40284, 21, &segs), ["ftp", "ssl"]);
+        // Without the 234 go-ahead, no TLS is looked for mid-stream.
+        let refused: Vec<(bool, &[u8])> = vec![
+            (false, b"220 ready\r\n"),
+            (true, b"AUTH TLS\r\n"),
+            (false, b"534 no\r\n"),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(40284, 21, &refused), ["ftp"]);
+    }
+
+    #[test]
+    fn irc_starttls_waits_for_670() {
+        let ok: [(bool, &[u8]); 4] = [
+            (true, b"STARTTLS\r\n"),
+            (
+                false,
+                b":irc.example 670  :STARTTLS successful, go ahead\r\n",
+            ),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(55123, 6667, &ok), ["irc", "ssl"]);
+        let refused: [(bool, &[u8]); 3] = [
+            (true, b"STARTTLS\r\n"),
+            (false, b":irc.example 691 :STARTTLS failure\r\n"),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(55123, 6667, &refused), ["irc"]);
+    }
+
+    #[test]
+    fn mysql_ssl_request_gives_mysql_then_ssl() {
+        let greeting: &[u8] = b"j\x00\x00\x00\x0a5.5.5-10.0.36-MariaDB\x00";
+        let ssl_request: &[u8] = b" \x00\x00\x01\x85\xae? \x00\x00\x00\x01-\x00\x00\x00";
+        let login: &[u8] = b" \x00\x00\x01\x85\xa6? \x00\x00\x00\x01-\x00\x00\x00";
+        let segs = [
+            (false, greeting),
+            (true, ssl_request),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(59272, 3306, &segs), ["mysql", "ssl"]);
+        // A plain login (no CLIENT_SSL) is MySQL only.
+        let plain = [(false, greeting), (true, login), (false, SERVER_HELLO)];
+        assert_eq!(tcp_conv(59272, 3306, &plain), ["mysql"]);
+    }
+
+    #[test]
+    fn http_connect_then_tls_gives_http_then_ssl() {
+        let segs: [(bool, &[u8]); 4] = [
+            (
+                true,
+                b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            ),
+            (false, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            (true, CLIENT_HELLO),
+            (false, SERVER_HELLO),
+        ];
+        assert_eq!(tcp_conv(40000, 80, &segs), ["http", "ssl"]);
+        let mut denied = segs;
+        denied[1] = (false, b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
+        assert_eq!(tcp_conv(40000, 80, &denied), ["http"]);
+    }
+
+    #[test]
+    fn http_request_sent_a_byte_at_a_time_on_another_port() {
+        let segs: [(bool, &[u8]); 6] = [
+            (true, b"G"),
+            (true, b"E"),
+            (true, b"T / HTTP"),
+            (true, b"/1.0\n\n"),
+            (false, b"HTTP/1.0 200 OK\r\n\r\n"),
+            (false, b"Hello\n"),
+        ];
+        assert_eq!(tcp_conv(59406, 27272, &segs), ["http"]);
+        // The same bytes that never spell a method stay unknown.
+        let mut junk = segs;
+        junk[1] = (true, b"X");
+        assert!(tcp_conv(59406, 27272, &junk).is_empty());
+    }
+
+    #[test]
+    fn rdpeudp_syn_then_synack() {
+        let syn: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0x00, 0x40, 0x00, 0x01, 0, 0, 0, 0];
+        let synack: &[u8] = &[0x0b, 0x12, 0x7f, 0x15, 0x00, 0x40, 0x00, 0x05, 0, 0, 0, 0];
+        assert_eq!(
+            udp_conv(61291, 3389, &[(true, syn), (false, synack)]),
+            ["rdpeudp"]
+        );
+        // A SYN alone, or a SYN whose snSourceAck is not the initial value, confirms nothing.
+        assert!(udp_conv(61291, 3389, &[(true, syn)]).is_empty());
+        let mut bad = syn.to_vec();
+        bad[0] = 0;
+        assert!(udp_conv(61291, 3389, &[(true, &bad), (false, synack)]).is_empty());
+    }
+
+    #[test]
     fn ssh_needs_both_banners_and_key_exchange() {
         let c: &[u8] = b"SSH-2.0-OpenSSH_5.2\r\n";
         let s: &[u8] = b"SSH-2.0-OpenSSH_5.9p1 Debian-5ubuntu1\r\n";
@@ -1036,7 +1333,11 @@ mod tests {
             ),
         ];
         assert_eq!(tcp_conv(40000, 6667, &segs), ["irc"]);
-        assert!(tcp_conv(40000, 6667, &segs[..1]).is_empty(), "client alone");
+        // Off IRC's ports only the signature (both sides) confirms; on them, Zeek's analyzer
+        // is attached by port and confirms on the client's first line.
+        assert_eq!(tcp_conv(40000, 7000, &segs), ["irc"]);
+        assert!(tcp_conv(40000, 7000, &segs[..1]).is_empty(), "client alone");
+        assert_eq!(tcp_conv(40000, 6667, &segs[..1]), ["irc"]);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct PacketSummary {
     pub snippet_len: u16,
     /// The first captured bytes of the transport payload.
     pub snippet: [u8; SNIPPET_LEN],
+    /// The TCP segment's options were cut by the capture ([`Packet::header_cut`]): it opens a
+    /// connection but is not analysed.
+    pub header_cut: bool,
 }
 
 impl PacketSummary {
@@ -63,6 +66,7 @@ impl PacketSummary {
             parents,
             snippet_len: n as u16,
             snippet,
+            header_cut: p.header_cut,
         }
     }
 

@@ -37,6 +37,7 @@ fn tcp(ts: u64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32) -> P
         parents: [None; 2],
         snippet_len: len.min(SNIPPET_LEN as u32) as u16,
         snippet: [0; SNIPPET_LEN],
+        header_cut: false,
     }
 }
 
@@ -183,6 +184,48 @@ fn missing_syn_with_synack_first_flips_roles() {
     );
     assert_eq!((r.orig_pkts, r.resp_pkts), (2, 2));
     assert_eq!(r.conn_state, ConnState::S1);
+}
+
+#[test]
+fn synack_first_keeps_roles_when_the_receiver_is_seen_with_bad_checksums() {
+    // The client's packets all fail their checksum (a localhost capture with offload), so
+    // only the server's are counted; the client was nonetheless seen, and Zeek keeps the
+    // SYN-ACK's sender as originator (`tcp-bad-checksum-localhost`).
+    let mut ack = tcp(S + 1, true, A, 101, 501, 0);
+    ack.checksum_ok = false;
+    // No likely server ports (a bare Zeek run), so the first packet alone flips nothing.
+    let cfg = FlowConfig {
+        server_ports: crate::flow::ServerPorts::parse_list("none").unwrap(),
+        ..FlowConfig::default()
+    };
+    let recs = run_cfg(
+        cfg,
+        &[
+            tcp(S, false, SY | A, 500, 101, 0),
+            ack,
+            tcp(S + 2, false, A, 501, 101, 7),
+        ],
+    );
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.history.as_str(), "HcD");
+    assert_eq!(
+        r.orig_p, 8080,
+        "no flip: the SYN-ACK's sender stays the originator"
+    );
+    assert_eq!((r.orig_pkts, r.resp_pkts), (2, 0));
+}
+
+#[test]
+fn segment_with_cut_options_opens_a_connection_without_counting() {
+    // `vntag-in-vlan-tcp`: Zeek logs the connection (OTH, no history, no packets).
+    let mut p = tcp(S, false, SY | A, 500, 101, 0);
+    p.header_cut = true;
+    let r = one(&[p]);
+    assert_eq!((r.orig_pkts, r.resp_pkts), (0, 0));
+    // Only the role guess from the fixed header's flags and ports (a SYN-ACK from 8080).
+    assert_eq!(r.history.as_str(), "^");
+    assert_eq!(r.conn_state, ConnState::OTH);
 }
 
 #[test]

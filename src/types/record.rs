@@ -135,6 +135,8 @@ pub enum Service {
     Syslog,
     Sip,
     Rdp,
+    /// RDP's UDP transport (MS-RDPEUDP), Zeek's `RDPEUDP` analyzer.
+    Rdpeudp,
     Mysql,
     Ldap,
     Quic,
@@ -172,6 +174,7 @@ impl Service {
             Service::Syslog => "syslog",
             Service::Sip => "sip",
             Service::Rdp => "rdp",
+            Service::Rdpeudp => "rdpeudp",
             Service::Mysql => "mysql",
             Service::Ldap => "ldap",
             Service::Quic => "quic",

@@ -406,7 +406,7 @@ pub struct RefSet {
     /// Column names for a reference without any header line.
     pub headerless: Option<&'static [&'static str]>,
     /// Further flags that make nameflow run as Zeek did (scripts the reference loaded).
-    pub extra_flags: &'static [&'static str],
+    pub extra_flags: Vec<String>,
 }
 
 impl RefSet {
@@ -433,6 +433,61 @@ impl RefSet {
             .map_err(|e| format!("cannot read {}: {e}", self.reference.display()))?;
         Log::parse(&text, self.headerless).map_err(|e| format!("{}: {e}", self.reference.display()))
     }
+}
+
+/// Each protocol script's contribution to Zeek's `likely_server_ports` (the `ports` each
+/// `scripts/base/protocols/<name>/main.zeek` adds), for the protocols the bare runs load.
+const PROTOCOL_SERVER_PORTS: &[(&str, &str)] = &[
+    ("dns", "53/tcp,53/udp,137/udp,5353/udp,5355/udp"),
+    (
+        "http",
+        "80/tcp,81/tcp,631/tcp,1080/tcp,3128/tcp,8000/tcp,8080/tcp,8888/tcp",
+    ),
+    (
+        "ssl",
+        "443/tcp,563/tcp,585/tcp,614/tcp,636/tcp,989/tcp,990/tcp,992/tcp,993/tcp,995/tcp,\
+         5223/tcp,443/udp",
+    ),
+    ("ftp", "21/tcp,2811/tcp"),
+    ("ssh", "22/tcp"),
+    ("ntp", "123/udp"),
+    ("dhcp", "67/udp"),
+    ("krb", "88/tcp,88/udp"),
+    ("irc", "6666/tcp,6667/tcp,6668/tcp,6669/tcp"),
+    ("mysql", "3306/tcp"),
+    ("pop3", "110/tcp"),
+    ("imap", "143/tcp"),
+    ("rdp", "3389/tcp,3389/udp"),
+];
+
+/// The UDP tunnel ports the packet-protocol scripts (loaded even by `zeek -b`) register;
+/// `teredo-bubble-payload-http` shows a bare run flipping towards 3544.
+const TUNNEL_SERVER_PORTS: &str = "2123/udp,2152/udp,3544/udp,4789/udp,5072/udp,6081/udp";
+
+/// For a `RUN.txt` of a bare run (`zeek -b`), the `--likely-server-ports` list of the protocol
+/// scripts it loaded: Zeek guesses roles only from the ports of the analyzers it has.
+pub fn bare_run_server_ports(run_txt: &str) -> Option<String> {
+    let note = run_txt
+        .lines()
+        .find(|l| l.contains("Command") && l.contains("[bare"))?;
+    let note = &note[note.find("[bare")?..];
+    let mut protocols: Vec<&str> = Vec::new();
+    for word in note.split(|c: char| c.is_whitespace() || c == ';' || c == ']') {
+        let Some(rest) = word.strip_prefix("base/protocols/") else {
+            continue;
+        };
+        match rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            Some(list) => protocols.extend(list.split(',')),
+            None => protocols.push(rest),
+        }
+    }
+    let mut ports = vec![TUNNEL_SERVER_PORTS];
+    for p in protocols {
+        if let Some((_, list)) = PROTOCOL_SERVER_PORTS.iter().find(|(name, _)| *name == p) {
+            ports.push(list);
+        }
+    }
+    Some(ports.join(","))
 }
 
 /// True when a `RUN.txt` shows a Zeek command line with `-C` (checksums ignored).
@@ -492,7 +547,9 @@ pub fn discover(shared: &Path) -> std::io::Result<Vec<RefSet>> {
                 reference,
                 ignore_checksums: run_txt_ignores_checksums(&run),
                 headerless: None,
-                extra_flags: &[],
+                extra_flags: bare_run_server_ports(&run)
+                    .map(|ports| vec!["--likely-server-ports".to_owned(), ports])
+                    .unwrap_or_default(),
             });
         }
     }
@@ -528,7 +585,10 @@ pub fn discover(shared: &Path) -> std::io::Result<Vec<RefSet>> {
                 let extra_flags = PARTIAL_SET_FLAGS
                     .iter()
                     .find(|(set, _)| *set == name)
-                    .map_or(&[][..], |(_, flags)| *flags);
+                    .map_or(&[][..], |(_, flags)| *flags)
+                    .iter()
+                    .map(|f| (*f).to_owned())
+                    .collect();
                 sets.push(RefSet {
                     name,
                     trace,
@@ -911,6 +971,26 @@ XXXXXXXXXX.XXXXXX\tC1\t141.142.228.5\t59856\t192.150.187.43\t80\t\t\t21\t21\thtt
             l.rows[0][l.column("community_id").unwrap()],
             "1:yvyB8h+3dnggTZW0UEITWCst97w="
         );
+    }
+
+    #[test]
+    fn bare_runs_get_the_loaded_protocols_server_ports() {
+        let bare = "# Command that produced ...: zeek -b -r x.pcap t.zeek   [bare; @load \
+                    base/protocols/{conn,ssl,irc}]";
+        let ports = bare_run_server_ports(bare).expect("a bare run");
+        assert!(
+            ports.contains("443/tcp") && ports.contains("6667/tcp"),
+            "{ports}"
+        );
+        assert!(ports.contains("4789/udp"), "tunnel ports stay: {ports}");
+        assert!(!ports.contains("80/tcp"), "http was not loaded: {ports}");
+        let conn_only = "# Command ...: zeek -b -r x.pcap   [bare; @load base/protocols/conn]";
+        assert_eq!(
+            bare_run_server_ports(conn_only).as_deref(),
+            Some(TUNNEL_SERVER_PORTS)
+        );
+        let default = "# Command ...: zeek -r x.pcap t.zeek   [default scripts]";
+        assert_eq!(bare_run_server_ports(default), None);
     }
 
     #[test]

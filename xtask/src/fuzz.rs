@@ -28,7 +28,9 @@ const TARGETS: &[(&str, usize)] = &[
 ];
 
 /// The link types of the `decode` target, in its order (byte 0 of an input picks one).
-const DECODE_LINKS: [u32; 12] = [0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 276, 147];
+const DECODE_LINKS: [u32; 16] = [
+    0, 1, 9, 10, 12, 14, 50, 101, 105, 108, 113, 127, 228, 229, 276, 147,
+];
 
 /// Seeds taken per capture for the packet-level targets, so one large capture does not drown
 /// the others.
