@@ -192,6 +192,7 @@ fn names(c: &mut Criterion) {
             ttl_s: 300,
             client: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, (i % 200) as u8))),
             clk_ns: 1_000_000_000 + u64::from(i),
+            own: None,
         })
         .collect();
     let cfg = NamesConfig::default();

@@ -116,8 +116,41 @@ fn traces_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The rows of a TSV conn.log whose `orig_name`/`resp_name` is not in its `orig_names`/
+/// `resp_names` set (or whose set is written without its name), as text for a message.
+fn names_outside_their_sets(log: &str) -> Vec<String> {
+    let Some(fields) = log.lines().find_map(|l| l.strip_prefix("#fields\t")) else {
+        return Vec::new();
+    };
+    let fields: Vec<&str> = fields.split('\t').collect();
+    let at = |n: &str| fields.iter().position(|f| *f == n);
+    let mut bad = Vec::new();
+    for (one, all) in [("orig_name", "orig_names"), ("resp_name", "resp_names")] {
+        let (Some(i), Some(j)) = (at(one), at(all)) else {
+            bad.push(format!("no {one}/{all} columns"));
+            continue;
+        };
+        for row in log.lines().filter(|l| !l.starts_with('#')) {
+            let cols: Vec<&str> = row.split('\t').collect();
+            let (name, set) = (cols[i], cols[j]);
+            // Zeek's set formatting escapes a comma inside an element as \x2c.
+            let members: Vec<String> = set.split(',').map(|m| m.replace("\\x2c", ",")).collect();
+            let ok = if name == "-" {
+                set == "-"
+            } else {
+                members.iter().any(|m| m == name) && members.len() <= 8
+            };
+            if !ok {
+                bad.push(format!("{one} {name} vs {all} {set}"));
+            }
+        }
+    }
+    bad
+}
+
 /// Offline runs must not depend on how flows are spread over workers: the same trace gives the
-/// same records, uids included, with one worker or two.
+/// same records, uids included, with one worker or two. On the way, every named end of every
+/// shared trace is checked to be a member of its name set (`resp_name ∈ resp_names`).
 #[test]
 fn one_and_two_workers_log_the_same_records() {
     let Some(shared) = shared_dir() else {
@@ -164,6 +197,9 @@ fn one_and_two_workers_log_the_same_records() {
                 err2.trim()
             ));
             continue;
+        }
+        for bad in names_outside_their_sets(log1) {
+            failures.push(format!("{}: {bad}", trace.display()));
         }
         let a = zeek_log::sorted_data_lines(log1);
         let b = zeek_log::sorted_data_lines(log2);

@@ -412,3 +412,177 @@ fn no_names_leaves_the_columns_unset() {
     assert_eq!(resp_name(&recs, cc), None);
     assert!(recs.iter().all(|r| r.get("orig_name").is_none()));
 }
+
+/// The TCP record from `client`.
+fn record_from(recs: &[serde_json::Value], client: SocketAddr) -> &serde_json::Value {
+    recs.iter()
+        .find(|r| {
+            r["proto"] == "tcp"
+                && r["id.orig_h"] == client.ip().to_string()
+                && r["id.orig_p"] == client.port()
+        })
+        .unwrap_or_else(|| panic!("no record for {client}"))
+}
+
+/// `resp_names` of the TCP record from `client` (empty when unset).
+fn resp_names(recs: &[serde_json::Value], client: SocketAddr) -> Vec<String> {
+    record_from(recs, client)["resp_names"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn one_address_answered_under_several_names_logs_every_name_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cdn = sa("198.18.8.8:443");
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let (a, b, c, d) = (
+        ip("198.18.0.31"),
+        ip("198.18.0.32"),
+        ip("198.18.0.33"),
+        ip("198.18.0.34"),
+    );
+    let mut t = Trace::new();
+    let early = SocketAddr::new(d, 40001);
+    answer(
+        &mut t,
+        SocketAddr::new(a, 30000),
+        "a.example",
+        "198.18.8.8",
+        T0 + 10 * S,
+    );
+    connect(&mut t, early, cdn, T0 + 10 * S + 300_000_000);
+    answer(
+        &mut t,
+        SocketAddr::new(b, 30000),
+        "b.example",
+        "198.18.8.8",
+        T0 + 11 * S,
+    );
+    answer(
+        &mut t,
+        SocketAddr::new(c, 30000),
+        "c.example",
+        "198.18.8.8",
+        T0 + 12 * S,
+    );
+    // The same name again, from another client: still one name in the set.
+    answer(
+        &mut t,
+        SocketAddr::new(d, 30001),
+        "b.example",
+        "198.18.8.8",
+        T0 + 12 * S + S / 2,
+    );
+    let (from_a, from_d) = (SocketAddr::new(a, 40000), SocketAddr::new(d, 40000));
+    connect(&mut t, from_a, cdn, T0 + 13 * S);
+    connect(&mut t, from_d, cdn, T0 + 13 * S + 5_000_000);
+    let mut logs = Vec::new();
+    for w in ["1", "2"] {
+        let (recs, _) = run(dir.path(), &mut t, w, &[]);
+        // The client's own lookup names the connection; the set has every name, newest
+        // proof first ("b" was proven again at 12.5 s).
+        assert_eq!(resp_name(&recs, from_a).unwrap().0, "a.example", "-w {w}");
+        assert_eq!(
+            resp_names(&recs, from_a),
+            ["b.example", "c.example", "a.example"],
+            "-w {w}"
+        );
+        // d looked up b.example itself.
+        assert_eq!(resp_name(&recs, from_d).unwrap().0, "b.example", "-w {w}");
+        assert_eq!(
+            resp_names(&recs, from_d),
+            ["b.example", "c.example", "a.example"]
+        );
+        // Before the other answers: one name.
+        assert_eq!(resp_names(&recs, early), ["a.example"], "-w {w}");
+        assert!(record_from(&recs, from_a).get("orig_names").is_none());
+        // At most --names-max, the logged name always among them (leading when the newest
+        // would have left it out).
+        let (cut, _) = run(dir.path(), &mut t, w, &["--names-max", "2"]);
+        assert_eq!(
+            resp_names(&cut, from_a),
+            ["a.example", "b.example"],
+            "-w {w}"
+        );
+        assert_eq!(
+            resp_names(&cut, from_d),
+            ["b.example", "c.example"],
+            "-w {w}"
+        );
+        logs.push(recs);
+    }
+    assert_eq!(logs[0].len(), logs[1].len());
+}
+
+#[test]
+fn a_connections_own_host_wins_over_the_clients_lookup_even_when_it_comes_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sa("198.18.9.9:80");
+    let c: IpAddr = "198.18.0.41".parse().unwrap();
+    let mut t = Trace::new();
+    answer(
+        &mut t,
+        SocketAddr::new(c, 30000),
+        "looked-up.example",
+        "198.18.9.9",
+        T0 + 10 * S,
+    );
+    let http = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n");
+    // Its request right after the handshake.
+    let soon = SocketAddr::new(c, 40000);
+    t.tcp_session(
+        &TcpSpec {
+            client: soon,
+            server,
+            client_first: http("vhost.example").into_bytes(),
+            ..TcpSpec::default()
+        },
+        T0 + 11 * S,
+    );
+    // Its request 2.4 s after the SYN, far beyond the lookup tolerance.
+    let late = SocketAddr::new(c, 40001);
+    t.tcp_session(
+        &TcpSpec {
+            client: late,
+            server,
+            client_first: http("late-vhost.example").into_bytes(),
+            step_ns: 800_000_000,
+            ..TcpSpec::default()
+        },
+        T0 + 20 * S,
+    );
+    // No request of its own: the client's lookup.
+    let plain = SocketAddr::new(c, 40002);
+    connect(&mut t, plain, server, T0 + 30 * S);
+    for w in ["1", "2"] {
+        let (recs, _) = run(dir.path(), &mut t, w, &[]);
+        assert_eq!(
+            resp_name(&recs, soon),
+            Some(("vhost.example".into(), "HTTP".into())),
+            "-w {w}"
+        );
+        // Both held: the lookup proven by the start first, then the Host within the tolerance.
+        assert_eq!(
+            resp_names(&recs, soon),
+            ["looked-up.example", "vhost.example"]
+        );
+        assert_eq!(
+            resp_name(&recs, late),
+            Some(("late-vhost.example".into(), "HTTP".into())),
+            "-w {w}"
+        );
+        // Its own name came after the tolerance: it leads the set of names that held.
+        assert_eq!(
+            resp_names(&recs, late)[..2],
+            ["late-vhost.example", "vhost.example"],
+            "-w {w}"
+        );
+        assert_eq!(
+            resp_name(&recs, plain),
+            Some(("looked-up.example".into(), "A".into())),
+            "-w {w}"
+        );
+    }
+}

@@ -190,7 +190,9 @@ fn tsv_header_equals_zeeks_for_every_reference() {
                 "orig_name",
                 "orig_name_src",
                 "resp_name",
-                "resp_name_src"
+                "resp_name_src",
+                "orig_names",
+                "resp_names"
             ],
             "{name}: our extra columns, after Zeek's"
         );

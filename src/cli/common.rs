@@ -263,6 +263,10 @@ pub struct NameArgs {
     /// (a DNS answer handled on another core just after the SYN).
     #[arg(long, value_name = "DURATION", default_value = "500ms")]
     pub name_tolerance: String,
+    /// How many names conn.log's orig_names/resp_names hold at most (1 to 8): every distinct
+    /// name the address had when the connection started, newest first.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub names_max: usize,
     /// Load the name cache from FILE at start (if it exists) and save it there at exit, so a
     /// restart keeps its names. A corrupt or foreign file is reported and ignored.
     #[arg(long, value_name = "FILE")]
@@ -313,6 +317,14 @@ impl NameArgs {
         if self.name_max_entries == 0 {
             bail!("--name-max-entries must be at least 1");
         }
+        let max = nameflow::types::record::NAMES_MAX;
+        if !(1..=max).contains(&self.names_max) {
+            bail!(
+                "--names-max {} is out of range: give 1 to {max} (names per address in \
+                 orig_names/resp_names)",
+                self.names_max
+            );
+        }
         let tolerance = humantime::parse_duration(&self.name_tolerance).with_context(|| {
             format!(
                 "bad --name-tolerance {:?}: give a duration such as 500ms",
@@ -329,6 +341,7 @@ impl NameArgs {
                 .unwrap_or_else(|| self.name_rate.saturating_mul(2))
                 .max(1),
             tolerance_ns: tolerance.as_nanos().min(u128::from(u64::MAX)) as u64,
+            names_max: self.names_max,
             ..nameflow::names::NamesConfig::default()
         }))
     }

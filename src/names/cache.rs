@@ -74,8 +74,10 @@ fn key_client(source: NameSource, client: Option<IpAddr>) -> Option<IpAddr> {
 pub enum Inserted {
     /// A new name for the address (or for this client): the others must learn it.
     New,
-    /// The same name proven again; `sent_ns` is when the others last learnt of it.
-    Refreshed { sent_ns: u64 },
+    /// The same name proven again; `sent_ns` is when the others last learnt of it, and
+    /// `earlier` says this proof came before every one held (by packet time or by the
+    /// dispatcher's clock), so it changes what a lookup sees and the others must learn it too.
+    Refreshed { sent_ns: u64, earlier: bool },
     /// Older than every name held for a full history: not kept.
     Stale,
 }
@@ -294,6 +296,7 @@ impl Replica {
                 .as_mut()
                 .expect("found above");
             let sent_ns = m.sent_ns;
+            let earlier = ev.ts_ns < m.first_ns || ev.clk_ns < m.clk_ns;
             // The item's source is that of its earliest proof (ties: the first in
             // `NameSource` order), so it does not depend on arrival order either.
             if (ev.ts_ns, ev.source as u8) < (m.first_ns, m.source as u8) {
@@ -307,7 +310,7 @@ impl Replica {
                 m.sent_ns = m.sent_ns.max(ev.ts_ns);
             }
             self.stats.refreshes += 1;
-            return Inserted::Refreshed { sent_ns };
+            return Inserted::Refreshed { sent_ns, earlier };
         }
         // A new item: into a free place, else over the oldest when this one is newer.
         let s = &self.slots[si as usize];
@@ -432,6 +435,52 @@ impl Replica {
         Some(found)
     }
 
+    /// Calls `f` with every distinct name `addr` had for a connection that started at
+    /// `alive_ns` (the items [`Replica::lookup`] chooses among, of every source), in the order
+    /// it prefers them: the newest proven by the start first, then those proven within the
+    /// tolerance after it, earliest first; ties by name. Allocates nothing.
+    pub fn names_at(&self, addr: IpAddr, at_ns: u64, alive_ns: u64, mut f: impl FnMut(&[u8])) {
+        let Some(&si) = self.index.get(&addr) else {
+            return;
+        };
+        let s = &self.slots[si as usize];
+        let mut items = [None::<Item>; HISTORY];
+        let mut n = 0;
+        for it in s.items.iter().flatten() {
+            if it.clk_ns <= at_ns && it.expires_ns >= alive_ns {
+                items[n] = Some(*it);
+                n += 1;
+            }
+        }
+        let rank = |it: &Item| {
+            if it.first_ns <= alive_ns {
+                (1u8, it.first_ns)
+            } else {
+                (0u8, u64::MAX - it.first_ns)
+            }
+        };
+        let names = &self.names;
+        let live = &mut items[..n];
+        live.sort_unstable_by(|a, b| {
+            let (a, b) = (a.as_ref().expect("filled"), b.as_ref().expect("filled"));
+            rank(b).cmp(&rank(a)).then_with(|| {
+                names[a.name as usize]
+                    .as_bytes()
+                    .cmp(names[b.name as usize].as_bytes())
+            })
+        });
+        for (k, it) in live.iter().flatten().enumerate() {
+            let name = names[it.name as usize].as_bytes();
+            let seen = live[..k]
+                .iter()
+                .flatten()
+                .any(|p| names[p.name as usize].as_bytes() == name);
+            if !seen {
+                f(name);
+            }
+        }
+    }
+
     /// Frees items that expired more than [`RETAIN_NS`] before `now_ns`, visiting a bounded number of slots per call
     /// (the sweep resumes where it stopped).
     pub fn sweep(&mut self, now_ns: u64) {
@@ -480,6 +529,7 @@ impl Replica {
                         ttl_s: 0,
                         client: it.client,
                         clk_ns: it.first_ns,
+                        own: None,
                     },
                     it.expires_ns,
                 );
@@ -521,6 +571,7 @@ mod tests {
             ttl_s: 60,
             client: client.map(|c| c.parse().unwrap()),
             clk_ns: ts_s * S,
+            own: None,
         }
     }
 
@@ -548,7 +599,18 @@ mod tests {
         );
         assert_eq!(
             r.insert(&ev("198.18.1.1", "new.example", 25, c), false),
-            Inserted::Refreshed { sent_ns: 0 }
+            Inserted::Refreshed {
+                sent_ns: 0,
+                earlier: false
+            }
+        );
+        // A proof older than the ones held widens the item: the others must hear of it.
+        assert_eq!(
+            r.insert(&ev("198.18.1.1", "new.example", 19, c), false),
+            Inserted::Refreshed {
+                sent_ns: 0,
+                earlier: true
+            }
         );
         assert_eq!(name_at(&mut r, "198.18.1.1", "198.18.0.1", 5), None);
         assert_eq!(

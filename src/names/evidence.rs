@@ -5,7 +5,7 @@ use super::dhcp;
 use super::dns::{self, rtype, Message, Parsed};
 use super::hello::HelloReader;
 use super::http;
-use super::{Evidence, Name, NameSource};
+use super::{Evidence, Name, NameSource, OwnConn};
 use crate::decode::{Packet, L4};
 use std::net::IpAddr;
 
@@ -94,6 +94,19 @@ impl<F: FnMut(Evidence)> Out<'_, F> {
         ttl_s: u32,
         client: Option<IpAddr>,
     ) {
+        self.push_own(addr, name, source, ttl_s, client, None);
+    }
+
+    /// Like `push`, for a name the connection `own` carried about its own server.
+    fn push_own(
+        &mut self,
+        addr: IpAddr,
+        name: Name,
+        source: NameSource,
+        ttl_s: u32,
+        client: Option<IpAddr>,
+        own: Option<OwnConn>,
+    ) {
         if name.is_empty() || addr.is_unspecified() {
             return;
         }
@@ -111,6 +124,7 @@ impl<F: FnMut(Evidence)> Out<'_, F> {
             ttl_s,
             client,
             clk_ns: self.clk_ns,
+            own,
         });
     }
 }
@@ -192,7 +206,13 @@ impl EvidenceParser {
                     && dst_port != DNS_PORT
                     && self.hellos.udp(p, (src_port, dst_port), ts_ns, |host| {
                         if plausible_host(host) {
-                            out.push(p.dst, Name::new(host), NameSource::Sni, 0, Some(p.src));
+                            let own = OwnConn {
+                                client_port: src_port,
+                                server_port: dst_port,
+                                ip_proto: 17,
+                            };
+                            let name = Name::new(host);
+                            out.push_own(p.dst, name, NameSource::Sni, 0, Some(p.src), Some(own));
                         }
                     })
                 {
@@ -212,11 +232,17 @@ impl EvidenceParser {
                     }
                     return;
                 }
+                let own = Some(OwnConn {
+                    client_port: src_port,
+                    server_port: dst_port,
+                    ip_proto: 6,
+                });
                 let hello = self
                     .hellos
                     .tcp(p, (src_port, dst_port), seq, ts_ns, |host| {
                         if plausible_host(host) {
-                            out.push(p.dst, Name::new(host), NameSource::Sni, 0, Some(p.src));
+                            let name = Name::new(host);
+                            out.push_own(p.dst, name, NameSource::Sni, 0, Some(p.src), own);
                         }
                     });
                 if hello {
@@ -224,7 +250,14 @@ impl EvidenceParser {
                 }
                 if let Some(host) = http::request_host(p.payload) {
                     if plausible_host(host) {
-                        out.push(p.dst, Name::new(host), NameSource::Http, 0, Some(p.src));
+                        out.push_own(
+                            p.dst,
+                            Name::new(host),
+                            NameSource::Http,
+                            0,
+                            Some(p.src),
+                            own,
+                        );
                     }
                 }
             }

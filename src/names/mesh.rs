@@ -14,11 +14,12 @@
 //! function of the capture, whatever the number of workers.
 
 use super::cache::{Found, Inserted, Replica};
-use super::{bucket::TokenBucket, Evidence, NameSource, NamesConfig};
+use super::{bucket::TokenBucket, Evidence, Name, NameSource, NamesConfig, OwnConn};
 use crate::flow::LocalNets;
-use crate::types::record::{ConnNames, ConnRecord, HostName};
+use crate::types::record::{ConnNames, ConnRecord, HostName, NameList};
 use crate::types::spsc::{self, Backoff, Consumer, Producer};
 use crossbeam_utils::CachePadded;
+use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,6 +134,10 @@ pub struct NodeCounters {
     pub local_hits: u64,
     pub nonlocal_lookups: u64,
     pub nonlocal_hits: u64,
+    /// Ends named with the name their connection itself carried (SNI, HTTP Host).
+    pub own_named: u64,
+    /// Connections' own names not remembered because the owner's table was full.
+    pub own_dropped: u64,
 }
 
 impl NodeCounters {
@@ -155,6 +160,119 @@ impl NodeCounters {
         self.local_hits += o.local_hits;
         self.nonlocal_lookups += o.nonlocal_lookups;
         self.nonlocal_hits += o.nonlocal_hits;
+        self.own_named += o.own_named;
+        self.own_dropped += o.own_dropped;
+    }
+}
+
+/// Connections' own names beyond this many per worker are not remembered (counted as
+/// `own_dropped`); about 300 bytes each, so at most some 5 MiB per worker.
+pub const OWN_MAX: usize = 16_384;
+
+/// An own name older than this (by the evidence's packet time) may be forgotten when the
+/// table is full: its connection has most likely ended without a record reaching it.
+const OWN_RETAIN_NS: u64 = 3_600_000_000_000;
+
+/// The name a connection itself carried, as its owner saw it.
+#[derive(Clone, Copy, Debug)]
+struct OwnName {
+    name: Name,
+    source: NameSource,
+    ts_ns: u64,
+}
+
+/// Key of a connection's own name: (client, client port, server, server port, IP protocol).
+type OwnKey = (IpAddr, u16, IpAddr, u16, u8);
+
+/// The owner's memory of "this connection's own name": the SNI of its ClientHello or the Host
+/// of its first HTTP request, keyed by the connection, set when such evidence arrives for a
+/// flow this worker owns and taken when the connection's record is named. It lives beside
+/// the flow table rather than in it, so a flow entry does not grow by a name; only
+/// connections that carried a name have an entry. Both directions and every packet of a
+/// connection reach its owner, in capture order, before its record is emitted, so what it
+/// holds for a record never depends on the number of workers.
+#[derive(Default)]
+pub struct OwnNames {
+    map: HashMap<OwnKey, OwnName>,
+}
+
+impl OwnNames {
+    /// Remembers `ev`'s name for its connection; the first name a connection carried is kept
+    /// (the Host of its first request). False when the table is full.
+    fn remember(&mut self, ev: &Evidence, own: OwnConn) -> bool {
+        let Some(client) = ev.client else {
+            return true;
+        };
+        let key = (
+            client,
+            own.client_port,
+            ev.addr,
+            own.server_port,
+            own.ip_proto,
+        );
+        if let Some(old) = self.map.get(&key) {
+            // A name from long before is a previous connection's whose record never came.
+            if old.ts_ns.saturating_add(OWN_RETAIN_NS) >= ev.ts_ns {
+                return true;
+            }
+        } else if self.map.len() >= OWN_MAX {
+            let horizon = ev.ts_ns.saturating_sub(OWN_RETAIN_NS);
+            self.map.retain(|_, v| v.ts_ns >= horizon);
+            if self.map.len() >= OWN_MAX {
+                return false;
+            }
+        }
+        self.map.insert(
+            key,
+            OwnName {
+                name: ev.name,
+                source: ev.source,
+                ts_ns: ev.ts_ns,
+            },
+        );
+        true
+    }
+
+    /// The own name of `rec`'s connection, if one was carried between its first and last
+    /// packet, and which end it names (`true`: the responder). Taken out of the table; a
+    /// name older than the connection is dropped, one newer (a later connection on the same
+    /// ports) stays.
+    fn take(&mut self, rec: &ConnRecord) -> Option<(bool, OwnName)> {
+        if self.map.is_empty() {
+            return None;
+        }
+        let proto = rec.ip_proto;
+        let end = rec.ts_ns.saturating_add(rec.duration_ns);
+        for (resp, key) in [
+            (
+                true,
+                (rec.orig_h, rec.orig_p, rec.resp_h, rec.resp_p, proto),
+            ),
+            (
+                false,
+                (rec.resp_h, rec.resp_p, rec.orig_h, rec.orig_p, proto),
+            ),
+        ] {
+            let Some(o) = self.map.get(&key).copied() else {
+                continue;
+            };
+            if o.ts_ns > end {
+                continue;
+            }
+            self.map.remove(&key);
+            if o.ts_ns >= rec.ts_ns {
+                return Some((resp, o));
+            }
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -169,6 +287,9 @@ pub struct NameNode {
     tolerance_ns: u64,
     capacity: usize,
     counters: NodeCounters,
+    own: OwnNames,
+    /// How many names `orig_names`/`resp_names` hold at most.
+    list_max: usize,
 }
 
 impl NameNode {
@@ -189,6 +310,8 @@ impl NameNode {
             tolerance_ns: cfg.tolerance_ns,
             capacity: cfg.queue_capacity.max(1),
             counters: NodeCounters::default(),
+            own: OwnNames::default(),
+            list_max: cfg.names_max,
         }
     }
 
@@ -221,11 +344,19 @@ impl NameNode {
     /// it is new, or a refresh the others have not had for half its lifetime.
     pub fn on_evidence(&mut self, ev: &Evidence) {
         self.counters.evidence[ev.source as usize] += 1;
+        if let Some(own) = ev.own {
+            if !self.own.remember(ev, own) {
+                self.counters.own_dropped += 1;
+            }
+        }
         let send = match self.replica.insert(ev, false) {
             Inserted::New => true,
-            Inserted::Refreshed { sent_ns } => {
+            Inserted::Refreshed { sent_ns, earlier } => {
+                // A proof older than the ones held changes what the others' lookups see
+                // (a worker behind the others learns a name from a peer before its own,
+                // earlier proof): always sent, or names would depend on thread timing.
                 let half = self.replica.config().lifetime_ns(ev.ttl_s) / 2;
-                if ev.ts_ns >= sent_ns.saturating_add(half) {
+                if earlier || ev.ts_ns >= sent_ns.saturating_add(half) {
                     true
                 } else {
                     self.counters.deduplicated += 1;
@@ -313,9 +444,26 @@ impl NameNode {
     }
 
     /// Like [`NameNode::enrich`], counting only evidence whose clock is at most `at`.
+    ///
+    /// Precedence (docs/names.md): the name the connection itself carried (its ClientHello's
+    /// SNI, its first HTTP request's Host, whenever in the connection it came), then the name
+    /// this client looked up for that address, then the newest mapping, then PTR. The sets
+    /// hold every distinct name of the address at the start, newest first; an end's own name
+    /// that came too late to be among them leads its set.
     pub fn enrich_at(&mut self, rec: &ConnRecord, names: &mut ConnNames, at: u64) {
-        let resp = self.replica.lookup(rec.resp_h, rec.orig_h, at, rec.ts_ns);
-        let orig = self.replica.lookup(rec.orig_h, rec.resp_h, at, rec.ts_ns);
+        names.clear();
+        let own = self.own.take(rec);
+        let own_for = |resp: bool| match own {
+            Some((r, o)) if r == resp => Some(Found {
+                name: o.name,
+                source: o.source,
+            }),
+            _ => None,
+        };
+        let (own_resp, own_orig) = (own_for(true), own_for(false));
+        self.counters.own_named += u64::from(own.is_some());
+        let resp = own_resp.or_else(|| self.replica.lookup(rec.resp_h, rec.orig_h, at, rec.ts_ns));
+        let orig = own_orig.or_else(|| self.replica.lookup(rec.orig_h, rec.resp_h, at, rec.ts_ns));
         self.count(rec.orig_h, orig.is_some(), true);
         self.count(rec.resp_h, resp.is_some(), false);
         self.counters.conns += 1;
@@ -324,6 +472,16 @@ impl NameNode {
         }
         names.orig = host(orig);
         names.resp = host(resp);
+        let max = self.list_max;
+        for (h, list, addr) in [
+            (&names.orig, &mut names.orig_all, rec.orig_h),
+            (&names.resp, &mut names.resp_all, rec.resp_h),
+        ] {
+            if h.source.is_none() {
+                continue;
+            }
+            fill_list(&mut self.replica, list, h, addr, at, rec.ts_ns, max);
+        }
     }
 
     fn count(&mut self, addr: IpAddr, hit: bool, orig: bool) {
@@ -344,6 +502,37 @@ impl NameNode {
             c.nonlocal_hits += h;
         }
     }
+}
+
+/// `addr`'s names at the start into `list`, with `h`'s name first when the replica's do not
+/// hold it (a connection's own name that came after the tolerance).
+fn fill_list(
+    replica: &mut Replica,
+    list: &mut NameList,
+    h: &HostName,
+    addr: IpAddr,
+    at: u64,
+    alive: u64,
+    max: usize,
+) {
+    let own = h.name.as_bytes();
+    let max = max.clamp(1, crate::types::record::NAMES_MAX);
+    let mut pos = None;
+    let mut k = 0;
+    replica.names_at(addr, at, alive, |n| {
+        if n == own {
+            pos = Some(k);
+        }
+        k += 1;
+    });
+    if !matches!(pos, Some(p) if p < max) {
+        list.push(own);
+    }
+    replica.names_at(addr, at, alive, |n| {
+        if list.len() < max {
+            list.push(n);
+        }
+    });
 }
 
 fn host(f: Option<Found>) -> HostName {
@@ -375,6 +564,7 @@ mod tests {
             ttl_s: 60,
             client: Some("198.18.0.1".parse().unwrap()),
             clk_ns: ts_ns,
+            own: None,
         }
     }
 
@@ -402,6 +592,79 @@ mod tests {
         let half = cfg.lifetime_ns(60) / 2;
         a.on_evidence(&ev("198.18.1.1", "x.example", 1_000 + half));
         assert_eq!(a.counters().sent, 4);
+    }
+
+    #[test]
+    fn a_connections_own_name_is_taken_once_and_only_within_its_connection() {
+        use crate::types::record::{ConnRecord, ConnState, Transport};
+        eprintln!(
+            "own-name entry {} bytes (key {}, value {})",
+            std::mem::size_of::<(OwnKey, OwnName)>(),
+            std::mem::size_of::<OwnKey>(),
+            std::mem::size_of::<OwnName>()
+        );
+        let mut own = OwnNames::default();
+        let mut e = ev("198.18.2.2", "vhost.example", 5_000);
+        e.source = NameSource::Http;
+        let conn = OwnConn {
+            client_port: 40000,
+            server_port: 80,
+            ip_proto: 6,
+        };
+        assert!(own.remember(&e, conn));
+        // A later request on the same connection keeps the first Host.
+        let mut later = e;
+        later.name = Name::new(b"other.example");
+        later.ts_ns = 6_000;
+        assert!(own.remember(&later, conn));
+        let rec = |ts_ns: u64, duration_ns: u64, flipped: bool| {
+            let mut r = crate::output::tsv::tests::ssh_basic_row();
+            r.ts_ns = ts_ns;
+            r.duration_ns = duration_ns;
+            r.proto = Transport::Tcp;
+            r.ip_proto = 6;
+            r.conn_state = ConnState::SF;
+            let (c, s) = (
+                ("198.18.0.1".parse().unwrap(), 40000),
+                ("198.18.2.2".parse().unwrap(), 80),
+            );
+            let ((oh, op), (rh, rp)) = if flipped { (s, c) } else { (c, s) };
+            (r.orig_h, r.orig_p, r.resp_h, r.resp_p) = (oh, op, rh, rp);
+            r
+        };
+        let r: ConnRecord = rec(1_000, 2_000, false);
+        // Carried after the connection ended: a later connection's, kept for it.
+        assert!(own.take(&r).is_none());
+        assert_eq!(own.len(), 1);
+        // The connection, seen from its server's side (a capture that starts mid-way).
+        let (resp, o) = own.take(&rec(4_000, 10_000, true)).unwrap();
+        assert!(!resp, "names the originator, the server");
+        assert_eq!(o.name.as_bytes(), b"vhost.example");
+        assert!(own.is_empty());
+        assert!(own.take(&rec(4_000, 10_000, false)).is_none());
+    }
+
+    #[test]
+    fn an_earlier_proof_learnt_after_a_peers_later_one_is_still_sent() {
+        // Regression: worker b, behind a, took a's proof (t = 2000) from the mesh before its
+        // own earlier proof (t = 1000) and treated that as a refresh the others had, so a
+        // never learnt the name held from t = 1000, and names depended on thread timing.
+        let cfg = NamesConfig::default();
+        let mut l = links(2, 16).into_iter();
+        let local = LocalNets::zeek_default;
+        let mut a = NameNode::new(&cfg, l.next().unwrap(), MeshPolicy::Drop, local());
+        let mut b = NameNode::new(&cfg, l.next().unwrap(), MeshPolicy::Drop, local());
+        a.on_evidence(&ev("198.18.1.1", "x.example", 2_000));
+        assert_eq!(b.drain(), 1);
+        b.on_evidence(&ev("198.18.1.1", "x.example", 1_000));
+        assert_eq!(b.counters().sent, 1, "{:?}", b.counters());
+        assert_eq!(a.drain(), 1);
+        let mut names = Vec::new();
+        a.replica()
+            .names_at("198.18.1.1".parse().unwrap(), 1_500, 1_500, |n| {
+                names.push(n.to_vec())
+            });
+        assert_eq!(names, [b"x.example".to_vec()]);
     }
 
     #[test]

@@ -57,6 +57,20 @@ pub struct Evidence {
     /// count evidence by this clock, which grows with the position in the capture, so that
     /// what a lookup sees is a prefix of the capture whatever the number of workers.
     pub clk_ns: u64,
+    /// For a name the connection itself carried (TLS SNI, HTTP Host), that connection: the
+    /// owner remembers it as the connection's own name (see [`mesh::OwnNames`]). `None` for
+    /// every other source.
+    pub own: Option<OwnConn>,
+}
+
+/// The connection that carried its own server's name: with the evidence's `client` and `addr`
+/// (the server), its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OwnConn {
+    pub client_port: u16,
+    pub server_port: u16,
+    /// 6 (TLS, HTTP) or 17 (QUIC).
+    pub ip_proto: u8,
 }
 
 /// Settings, validated.
@@ -77,6 +91,9 @@ pub struct NamesConfig {
     pub tolerance_ns: u64,
     /// Capacity of each worker → worker replication queue, in messages.
     pub queue_capacity: usize,
+    /// How many names `orig_names`/`resp_names` hold at most (1 to
+    /// [`crate::types::record::NAMES_MAX`]).
+    pub names_max: usize,
 }
 
 impl Default for NamesConfig {
@@ -89,6 +106,7 @@ impl Default for NamesConfig {
             burst: 40_000,
             tolerance_ns: 500_000_000,
             queue_capacity: 4096,
+            names_max: crate::types::record::NAMES_MAX,
         }
     }
 }

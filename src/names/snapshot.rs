@@ -154,6 +154,7 @@ pub fn load(path: &Path) -> Result<Option<Vec<Saved>>, SnapshotError> {
                 ttl_s: 0,
                 client: e.client.map(from16),
                 clk_ns: e.first_ns,
+                own: None,
             },
             expires_ns: e.expires_ns,
         });
@@ -175,6 +176,7 @@ mod tests {
                 ttl_s: 0,
                 client: client.map(|c| c.parse().unwrap()),
                 clk_ns: 5,
+                own: None,
             },
             expires_ns: 99,
         }

@@ -345,6 +345,54 @@ mod tests {
     }
 
     #[test]
+    fn name_sets_are_a_json_array_and_a_zeek_tsv_set() {
+        use crate::output::record::{ConnExtra, ConnLine, HostName};
+        use crate::types::name::{Name, NameSource};
+        let rec = ssh_basic_row();
+        let mut x = ConnExtra::default();
+        x.names.resp = HostName {
+            name: Name::new(b"b.example"),
+            source: Some(NameSource::Sni),
+        };
+        for n in [&b"b.example"[..], b"a,b.example", b"c.example"] {
+            x.names.resp_all.push(n);
+        }
+        let line = ConnLine {
+            rec: &rec,
+            extra: Some(&x),
+        };
+        let mut out = Vec::new();
+        encode(&line, JsonTs::Epoch, false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["resp_name"], "b.example");
+        assert_eq!(
+            v["resp_names"],
+            serde_json::json!(["b.example", "a,b.example", "c.example"]),
+            "{text}"
+        );
+        assert!(v.get("orig_names").is_none(), "unset when no name: {text}");
+        let mut out = Vec::new();
+        crate::output::tsv::encode(&line, &mut out);
+        let tsv = String::from_utf8(out).unwrap();
+        let cols: Vec<&str> = tsv.trim_end().split('\t').collect();
+        let at = |name: &str| {
+            ConnLine::schema()
+                .fields
+                .iter()
+                .position(|f| f.name == name)
+                .unwrap()
+        };
+        // Zeek's set formatting: comma-separated, a comma inside an element escaped.
+        assert_eq!(
+            cols[at("resp_names")],
+            "b.example,a\\x2cb.example,c.example"
+        );
+        assert_eq!(cols[at("orig_names")], "-");
+        assert_eq!(at("orig_names"), at("resp_name_src") + 1);
+    }
+
+    #[test]
     fn numbers_print_like_rapidjson() {
         let (_, line) = encode_conn(&ssh_basic_row());
         assert!(

@@ -138,6 +138,8 @@ pub static NAMECACHE: Schema = Schema::new(
         Field::new("reasm_evicted", ZeekType::Count),
         Field::new("reasm_abandoned", ZeekType::Count),
         Field::new("reasm_syns_forgotten", ZeekType::Count),
+        Field::new("conns_own_named", ZeekType::Count),
+        Field::new("own_dropped", ZeekType::Count),
     ],
 );
 
@@ -191,5 +193,7 @@ impl LogRecord for NameCacheRecord {
         out.count(self.evidence.reasm_evicted);
         out.count(self.evidence.reasm_abandoned);
         out.count(self.evidence.reasm_syns_forgotten);
+        out.count(n.own_named);
+        out.count(n.own_dropped);
     }
 }

@@ -42,6 +42,8 @@ pub static CONN: Schema = Schema::new(
         Field::new("orig_name_src", ZeekType::String),
         Field::new("resp_name", ZeekType::String),
         Field::new("resp_name_src", ZeekType::String),
+        Field::new("orig_names", ZeekType::Set(ZeekScalar::String)),
+        Field::new("resp_names", ZeekType::Set(ZeekScalar::String)),
     ],
 );
 
@@ -291,6 +293,12 @@ impl LogRecord for ConnLine<'_> {
         let names = extra.map(|x| &x.names);
         write_host(names.map_or(&none, |n| &n.orig), out);
         write_host(names.map_or(&none, |n| &n.resp), out);
+        for list in [names.map(|n| &n.orig_all), names.map(|n| &n.resp_all)] {
+            match list {
+                Some(l) if !l.is_empty() => out.strings(l.iter()),
+                _ => out.unset(),
+            }
+        }
         if let Some((_, n_extra)) = CONN_WITH_CONTEXT.get() {
             let std = STANDARD_COLUMNS.len();
             let empty = EndContext::default();

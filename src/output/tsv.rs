@@ -312,12 +312,17 @@ pub(crate) mod tests {
                 assert_eq!(
                     *o,
                     format!(
-                        "{t}\tcommunity_id\torig_name\torig_name_src\tresp_name\tresp_name_src"
+                        "{t}\tcommunity_id\torig_name\torig_name_src\tresp_name\tresp_name_src\
+                         \torig_names\tresp_names"
                     ),
                     "fields line"
                 );
             } else if t.starts_with("#types") {
-                assert_eq!(*o, format!("{t}{}", "\tstring".repeat(5)), "types line");
+                assert_eq!(
+                    *o,
+                    format!("{t}{}{}", "\tstring".repeat(5), "\tset[string]".repeat(2)),
+                    "types line"
+                );
             } else {
                 assert_eq!(o, t, "header line");
             }
@@ -337,7 +342,7 @@ pub(crate) mod tests {
         let line = encode_line(&ssh_basic_row());
         let line = line.strip_suffix('\n').expect("row ends with a newline");
         let ours: Vec<&str> = line.split('\t').collect();
-        assert_eq!(ours.len(), theirs.len() + 5, "five extra columns: {line}");
+        assert_eq!(ours.len(), theirs.len() + 7, "seven extra columns: {line}");
         assert_eq!(ours[0], "1324071333.493287");
         // Skip ts (masked) and uid (seed-dependent); compare every other Zeek column.
         for i in 2..theirs.len() {
@@ -345,7 +350,7 @@ pub(crate) mod tests {
         }
         assert_eq!(
             ours[theirs.len()..],
-            ["-"; 5],
+            ["-"; 7],
             "community_id and names unset"
         );
     }

@@ -365,14 +365,96 @@ pub struct HostName {
     pub source: Option<NameSource>,
 }
 
+/// The most names an end's name set holds (`--names-max` may lower it).
+pub const NAMES_MAX: usize = 8;
+
+/// Every distinct name an address had when a connection started (`orig_names`,
+/// `resp_names`), in order. The bytes sit in one buffer that is reused from record to record
+/// (it grows to its largest size once, then never allocates again), so a set costs what its
+/// names hold rather than a fixed slot per name.
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
+pub struct NameList {
+    bytes: Vec<u8>,
+    ends: [u16; NAMES_MAX],
+    n: u8,
+}
+
+impl NameList {
+    /// Appends a name unless it is empty, already present or the list is full; true when added.
+    pub fn push(&mut self, name: &[u8]) -> bool {
+        if name.is_empty() || self.len() >= NAMES_MAX || self.contains(name) {
+            return false;
+        }
+        let name = &name[..name.len().min(NAME_CAP)];
+        self.bytes.extend_from_slice(name);
+        self.ends[self.len()] = self.bytes.len() as u16;
+        self.n += 1;
+        true
+    }
+
+    /// The `i`-th name.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.len() {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.bytes[start..self.ends[i] as usize])
+    }
+
+    /// The names in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Where `name` is in the list.
+    pub fn position(&self, name: &[u8]) -> Option<usize> {
+        self.iter().position(|n| n == name)
+    }
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.position(name).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.n as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Forgets every name (keeps the buffer).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.n = 0;
+    }
+}
+
 /// The names of both ends of a connection (filled in by the worker when the record is
 /// produced; `flow` leaves them unknown).
-#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
 pub struct ConnNames {
     /// `orig_name` and `orig_name_src`.
     pub orig: HostName,
     /// `resp_name` and `resp_name_src`.
     pub resp: HostName,
+    /// `orig_names`: every name the originator's address had at the start; holds `orig`'s
+    /// name whenever that is known.
+    pub orig_all: NameList,
+    /// `resp_names`, likewise.
+    pub resp_all: NameList,
+}
+
+impl ConnNames {
+    /// Forgets every name (keeps the buffers).
+    pub fn clear(&mut self) {
+        for h in [&mut self.orig, &mut self.resp] {
+            h.source = None;
+            h.name.clear();
+        }
+        self.orig_all.clear();
+        self.resp_all.clear();
+    }
 }
 
 /// Up to two encapsulating connections (Zeek's `tunnel_parents`).
@@ -442,7 +524,7 @@ pub struct ConnRecord {
 /// [`encode`](ConnExtra::encode)d — a few bytes per name and context value, not the
 /// fixed-size slots — on a queue beside the records; the writer decodes it into a scratch
 /// value of its own.
-#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
 pub struct ConnExtra {
     /// `orig_name`, `orig_name_src`, `resp_name`, `resp_name_src` (ours): the name each end
     /// had when the connection started and its source (`A`, `AAAA`, `CNAME`, `PTR`, `MDNS`,
@@ -454,27 +536,53 @@ pub struct ConnExtra {
     pub context: ConnContext,
 }
 
-/// The longest encoded [`ConnExtra`]: per end a name (source, length, bytes) and a context
-/// (flag, column lengths, values).
-pub const EXTRA_MAX: usize = 2 * (2 + NAME_CAP) + 2 * (1 + COLUMNS + END_ARENA);
+/// The longest encoded [`ConnExtra`]: per end a name set (source, count, index of the name
+/// in the set, then per name its length and bytes) and a context (flag, column lengths,
+/// values).
+pub const EXTRA_MAX: usize = 2 * (3 + NAMES_MAX * (1 + NAME_CAP)) + 2 * (1 + COLUMNS + END_ARENA);
 
 impl ConnExtra {
     /// Writes what this holds into `out`; returns the length (at least 4 bytes).
     pub fn encode(&self, out: &mut [u8; EXTRA_MAX]) -> usize {
         let mut n = 0;
-        for h in [&self.names.orig, &self.names.resp] {
-            match h.source {
-                None => {
-                    out[n] = 0;
-                    n += 1;
-                }
-                Some(src) => {
-                    let b = h.name.as_bytes();
-                    out[n] = src as u8 + 1;
-                    out[n + 1] = b.len() as u8;
-                    out[n + 2..n + 2 + b.len()].copy_from_slice(b);
-                    n += 2 + b.len();
-                }
+        // Per end: 0 when unnamed, else the source + 1, the number of names in the set, the
+        // index of the end's name in it, and each name as a length and its bytes; the end's
+        // name is written once, as a member of its set.
+        for (h, all) in [
+            (&self.names.orig, &self.names.orig_all),
+            (&self.names.resp, &self.names.resp_all),
+        ] {
+            let Some(src) = h.source.filter(|_| !h.name.is_empty()) else {
+                out[n] = 0;
+                n += 1;
+                continue;
+            };
+            let own = h.name.as_bytes();
+            // A set that lacks the name (only callers that fill the name alone) is written with
+            // the name first and as many of the set's names as fit after it.
+            let (lead, at) = match all.position(own) {
+                Some(i) => (false, i),
+                None => (true, 0),
+            };
+            let count = if lead {
+                1 + all.len().min(NAMES_MAX - 1)
+            } else {
+                all.len()
+            };
+            out[n] = src as u8 + 1;
+            out[n + 1] = count as u8;
+            out[n + 2] = at as u8;
+            n += 3;
+            let mut put = |b: &[u8], n: &mut usize| {
+                out[*n] = b.len() as u8;
+                out[*n + 1..*n + 1 + b.len()].copy_from_slice(b);
+                *n += 1 + b.len();
+            };
+            if lead {
+                put(own, &mut n);
+            }
+            for b in all.iter().take(count - usize::from(lead)) {
+                put(b, &mut n);
             }
         }
         for e in [&self.context.orig, &self.context.resp] {
@@ -506,16 +614,32 @@ impl ConnExtra {
 
     fn decode_into(&mut self, b: &[u8]) -> Option<()> {
         let mut n = 0;
-        for h in [&mut self.names.orig, &mut self.names.resp] {
+        for (h, all) in [
+            (&mut self.names.orig, &mut self.names.orig_all),
+            (&mut self.names.resp, &mut self.names.resp_all),
+        ] {
             let tag = *b.get(n)?;
             n += 1;
             if tag == 0 {
                 continue;
             }
-            h.source = Some(NameSource::from_u8(tag - 1)?);
-            let len = *b.get(n)? as usize;
-            h.name = Name::new(b.get(n + 1..n + 1 + len)?);
-            n += 1 + len;
+            let source = NameSource::from_u8(tag - 1)?;
+            let count = *b.get(n)? as usize;
+            let at = *b.get(n + 1)? as usize;
+            n += 2;
+            if count == 0 || count > NAMES_MAX || at >= count {
+                return None;
+            }
+            for _ in 0..count {
+                let len = *b.get(n)? as usize;
+                if !all.push(b.get(n + 1..n + 1 + len)?) {
+                    // Empty or repeated names are not an encoding.
+                    return None;
+                }
+                n += 1 + len;
+            }
+            h.source = Some(source);
+            h.name = Name::new(all.get(at)?);
         }
         for e in [&mut self.context.orig, &mut self.context.resp] {
             let tag = *b.get(n)?;
@@ -537,10 +661,7 @@ impl ConnExtra {
 
     /// Forgets every name and value (keeps the buffers).
     pub fn clear(&mut self) {
-        for h in [&mut self.names.orig, &mut self.names.resp] {
-            h.source = None;
-            h.name.clear();
-        }
+        self.names.clear();
         self.context.orig.clear();
         self.context.resp.clear();
     }
@@ -563,7 +684,8 @@ mod tests {
         x.context.orig.push(0, b"web-7d4f");
         x.context.orig.push(3, b"default/web");
         let n = x.encode(&mut buf);
-        assert_eq!(n, 1 + 2 + 15 + 1 + COLUMNS + 8 + 11 + 1);
+        // The name alone: source, count 1, index 0, then its length and bytes.
+        assert_eq!(n, 1 + 3 + 1 + 15 + 1 + COLUMNS + 8 + 11 + 1);
         let mut y = ConnExtra::default();
         y.names.orig.source = Some(NameSource::Ptr);
         assert!(y.decode(&buf[..n]));
@@ -573,13 +695,48 @@ mod tests {
         assert_eq!(&again[..m], &buf[..n]);
         assert_eq!(y.names.resp.name.as_bytes(), b"www.example.com");
         assert_eq!(y.context.orig.get(3), Some(&b"default/web"[..]));
-        // Longest case fits.
+        assert_eq!(
+            y.names.resp_all.iter().collect::<Vec<_>>(),
+            [&b"www.example.com"[..]]
+        );
+        // A set: the end's name is written once, as a member of its set, and comes back with
+        // the set in its order.
+        x.names.resp_all.clear();
+        for s in [&b"a.example"[..], b"www.example.com", b"b.example"] {
+            assert!(x.names.resp_all.push(s));
+        }
+        assert!(
+            !x.names.resp_all.push(b"a.example"),
+            "a set holds a name once"
+        );
+        let n = x.encode(&mut buf);
+        assert_eq!(
+            n,
+            1 + 3 + (1 + 9) + (1 + 15) + (1 + 9) + 1 + COLUMNS + 8 + 11 + 1
+        );
+        assert!(y.decode(&buf[..n]));
+        assert_eq!(y.names.resp.name.as_bytes(), b"www.example.com");
+        assert_eq!(y.names.resp.source, Some(NameSource::Cname));
+        assert_eq!(
+            y.names.resp_all.iter().collect::<Vec<_>>(),
+            [&b"a.example"[..], b"www.example.com", b"b.example"]
+        );
+        assert!(y.names.orig_all.is_empty() && y.names.orig.source.is_none());
+        // Longest case fits: full sets of the longest names.
         let long = [b'a'; NAME_CAP];
         x.names.orig = HostName {
             name: Name::new(&long),
             source: Some(NameSource::Sni),
         };
         x.names.resp = x.names.orig;
+        x.names.resp_all.clear();
+        for k in 0..NAMES_MAX {
+            let mut v = long;
+            v[0] = b'0' + k as u8;
+            x.names.orig_all.push(&v);
+            x.names.resp_all.push(&v);
+        }
+        assert_eq!(x.names.orig_all.len(), NAMES_MAX);
         x.context.orig.clear();
         for c in 0..COLUMNS {
             x.context.orig.push(c, &[b'v'; 200]);
@@ -587,6 +744,23 @@ mod tests {
         }
         let n = x.encode(&mut buf);
         assert!(n <= EXTRA_MAX);
+        // A set without the end's name: the name leads, the set is cut to fit.
+        assert!(y.decode(&buf[..n]));
+        assert_eq!(y.names.resp_all.get(0), Some(&long[..]));
+        assert_eq!(y.names.resp_all.len(), NAMES_MAX);
+        x.names.orig_all.clear();
+        x.names.orig_all.push(&long);
+        for k in 1..NAMES_MAX {
+            let mut v = long;
+            v[0] = b'0' + k as u8;
+            x.names.orig_all.push(&v);
+        }
+        let n = x.encode(&mut buf);
+        assert!(n <= EXTRA_MAX);
+        assert!(
+            n >= 2 * (3 + NAMES_MAX * (1 + NAME_CAP)),
+            "both full sets written"
+        );
         assert!(y.decode(&buf[..n]));
         let m = y.encode(&mut again);
         assert_eq!(&again[..m], &buf[..n]);
