@@ -898,7 +898,7 @@ pub fn run_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::tsv::tests::ssh_basic_row;
+    use crate::types::record::fixtures::ssh_basic_row;
 
     fn rec(ts_ns: u64) -> ConnRecord {
         ConnRecord {

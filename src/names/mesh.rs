@@ -618,7 +618,7 @@ mod tests {
         later.ts_ns = 6_000;
         assert!(own.remember(&later, conn));
         let rec = |ts_ns: u64, duration_ns: u64, flipped: bool| {
-            let mut r = crate::output::tsv::tests::ssh_basic_row();
+            let mut r = crate::types::record::fixtures::ssh_basic_row();
             r.ts_ns = ts_ns;
             r.duration_ns = duration_ns;
             r.proto = Transport::Tcp;

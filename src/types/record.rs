@@ -781,3 +781,46 @@ mod size {
         assert!(n <= 256, "ConnRecord is {n} bytes");
     }
 }
+
+/// Records for unit tests of every layer.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// The first row of the Zeek reference `ssh-basic/conn.log`, as a record, with a chosen
+    /// `ts` (the reference masks it).
+    pub fn ssh_basic_row() -> ConnRecord {
+        let mut service = ServiceList::default();
+        service.push(Service::Ssh);
+        let mut history = History::default();
+        for &c in b"ShAdDaFf" {
+            history.push(c);
+        }
+        ConnRecord {
+            ts_ns: 1_324_071_333_493_287_000,
+            uid: Uid::from_bits(0x1234_5678_9abc_def0, 42),
+            orig_h: "192.168.1.79".parse().unwrap(),
+            orig_p: 51880,
+            resp_h: "131.159.21.1".parse().unwrap(),
+            resp_p: 22,
+            vlans: crate::types::key::Vlans::NONE,
+            proto: Transport::Tcp,
+            service,
+            duration_ns: 6_159_326_000,
+            orig_bytes: 2669,
+            resp_bytes: 2501,
+            conn_state: ConnState::SF,
+            local_orig: Some(true),
+            local_resp: Some(false),
+            missed_bytes: 0,
+            history,
+            orig_pkts: 25,
+            orig_ip_bytes: 3981,
+            resp_pkts: 20,
+            resp_ip_bytes: 3549,
+            tunnel_parents: [None, None],
+            ip_proto: 6,
+            community_id: CommunityId::default(),
+        }
+    }
+}
