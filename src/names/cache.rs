@@ -22,8 +22,12 @@ pub const HISTORY: usize = 8;
 const NIL: u32 = u32::MAX;
 /// Slots allocated up front; the table grows up to `max_entries`.
 const INITIAL_SLOTS: usize = 4096;
-/// Slots visited by one sweep call.
+/// Slots visited by one sweep call at most.
 const SWEEP_SLOTS: usize = 4096;
+/// Packet time in which the sweep visits every slot once. Items are freed only an hour
+/// ([`RETAIN_NS`]) after they expire, so visiting each slot once a minute frees them late by
+/// a minute at most, at a sixtieth of the work of a full pass every tick.
+const SWEEP_PERIOD_NS: u64 = 60_000_000_000;
 /// How long an expired item is kept before it is freed: records are produced when a
 /// connection ends, and a lookup must see what was alive when it started.
 pub const RETAIN_NS: u64 = 3_600_000_000_000;
@@ -119,6 +123,8 @@ pub struct Replica {
     free_names: Vec<u32>,
     max_names: usize,
     sweep_at: usize,
+    /// Packet time up to which the sweep has done its share of the slots.
+    swept_to_ns: u64,
     stats: ReplicaStats,
 }
 
@@ -137,6 +143,7 @@ impl Replica {
             free_names: Vec::new(),
             max_names: max * 2,
             sweep_at: 0,
+            swept_to_ns: 0,
             stats: ReplicaStats::default(),
         }
     }
@@ -481,13 +488,22 @@ impl Replica {
         }
     }
 
-    /// Frees items that expired more than [`RETAIN_NS`] before `now_ns`, visiting a bounded number of slots per call
-    /// (the sweep resumes where it stopped).
+    /// Frees items that expired more than [`RETAIN_NS`] before `now_ns`, visiting the slots in
+    /// turn at a pace of the whole table per [`SWEEP_PERIOD_NS`] of packet time, and at most
+    /// [`SWEEP_SLOTS`] per call (the sweep resumes where it stopped).
     pub fn sweep(&mut self, now_ns: u64) {
         if self.slots.is_empty() {
             return;
         }
-        for _ in 0..SWEEP_SLOTS.min(self.slots.len()) {
+        let elapsed = now_ns.saturating_sub(self.swept_to_ns);
+        let due = (self.slots.len() as u128 * u128::from(elapsed) / u128::from(SWEEP_PERIOD_NS))
+            .min(SWEEP_SLOTS as u128) as usize;
+        if due == 0 {
+            // Less than one slot's share yet: the time carries over to the next call.
+            return;
+        }
+        self.swept_to_ns = now_ns;
+        for _ in 0..due.min(self.slots.len()) {
             if self.sweep_at >= self.slots.len() {
                 self.sweep_at = 0;
             }
