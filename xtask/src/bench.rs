@@ -70,6 +70,14 @@ pub struct Args {
     /// ceilings) run on it; its driver, XDP mode and zero-copy state go into the report.
     #[arg(long, value_name = "IFACE", requires = "tx_iface")]
     pub rx_iface: Option<String>,
+    /// A soak run instead of the sweep: nameflow alone for MINUTES at half its zero-loss rate
+    /// (or --rate) on the imix template (or the one --templates names: imix or udp64), its
+    /// RSS sampled every second; writes soak.json, soak.md and soak-rss.svg. Not run in CI.
+    #[arg(long, value_name = "MINUTES")]
+    pub soak: Option<f64>,
+    /// The soak's rate (frames/s) instead of half the zero-loss rate a short search finds.
+    #[arg(long, value_name = "PPS", requires = "soak")]
+    pub rate: Option<u64>,
 }
 
 impl Args {
@@ -88,6 +96,8 @@ impl Args {
             out: Some(workspace_root().join("target/bench/smoke")),
             tx_iface: None,
             rx_iface: None,
+            soak: None,
+            rate: None,
         }
     }
 }
@@ -224,7 +234,13 @@ pub fn bench(args: Args) -> Result<()> {
         rx_cpu,
         out_dir: &out_dir,
         has_no_names,
+        stats_interval: 3600,
     };
+    if let Some(minutes) = args.soak {
+        let r = soak(&ctx, &args, minutes, &load_start, started);
+        drop(pair);
+        return r;
+    }
     let mut report = Report::new(
         args.quick,
         &templates,
@@ -330,6 +346,8 @@ struct Ctx<'a> {
     rx_cpu: usize,
     out_dir: &'a Path,
     has_no_names: bool,
+    /// nameflow's --stats-interval (s): once at exit for a step, every second in a soak.
+    stats_interval: u32,
 }
 
 /// Finds the highest rate at which `receiver` loses nothing. One unpaced step gives the
@@ -495,25 +513,30 @@ fn step(
         }
         _ => {
             let stats = r.stats.context("nameflow wrote no stats.log")?;
-            let n = |k: &str| stats.get(k).copied().unwrap_or(0.0);
-            s.received = n("frames") as u64;
-            // Passed or filtered in XDP (non-IP, bypass) would be neither; none are sent.
-            s.receiver_dropped = n("dropped") as u64
-                + (n("xdp_seen") as u64)
-                    .saturating_sub(n("xdp_redirected") as u64 + n("xdp_dropped_filter") as u64);
-            s.names = receiver == "nameflow" && ctx.has_no_names;
-            s.batch_p50_us = n("batch_p50_ns") / 1e3;
-            s.batch_p99_us = n("batch_p99_ns") / 1e3;
-            s.batch_p999_us = n("batch_p999_ns") / 1e3;
-            s.batch_max_us = n("batch_max_ns") / 1e3;
-            s.ns_per_frame = n("batch_busy_ns") / n("frames");
-            s.batches = n("batches") as u64;
-            s.zero_copy = stats.get("zero_copy").copied();
-            s.records = n("records") as u64;
+            nameflow_account(&mut s, &stats, receiver == "nameflow" && ctx.has_no_names);
         }
     }
     s.finish();
     Ok(s)
+}
+
+/// A nameflow step's account and latency from its last stats.log `all` row.
+fn nameflow_account(s: &mut Step, stats: &HashMap<String, f64>, names: bool) {
+    let n = |k: &str| stats.get(k).copied().unwrap_or(0.0);
+    s.received = n("frames") as u64;
+    // Passed or filtered in XDP (non-IP, bypass) would be neither; none are sent.
+    s.receiver_dropped = n("dropped") as u64
+        + (n("xdp_seen") as u64)
+            .saturating_sub(n("xdp_redirected") as u64 + n("xdp_dropped_filter") as u64);
+    s.names = names;
+    s.batch_p50_us = n("batch_p50_ns") / 1e3;
+    s.batch_p99_us = n("batch_p99_ns") / 1e3;
+    s.batch_p999_us = n("batch_p999_ns") / 1e3;
+    s.batch_max_us = n("batch_max_ns") / 1e3;
+    s.ns_per_frame = n("batch_busy_ns") / n("frames");
+    s.batches = n("batches") as u64;
+    s.zero_copy = stats.get("zero_copy").copied();
+    s.records = n("records") as u64;
 }
 
 /// A running receiver: one or two processes in the capture namespace.
@@ -682,7 +705,8 @@ impl Receiver {
                 let mut c = Link::command(&pair.cap_ns, "nice");
                 c.args(["-n", NICE]).arg(ctx.bin);
                 c.args(["capture", "-i", &pair.cap, "-w", "1", "--cpus", &rx_cpu]);
-                c.args(["--xdp-mode", "native", "--stats-interval", "3600"]);
+                c.args(["--xdp-mode", "native", "--stats-interval"]);
+                c.arg(ctx.stats_interval.to_string());
                 c.args(["--ring-size", XSK_RING, "--frame-size", XSK_FRAME, "-o"]);
                 c.arg(dir.join("logs"));
                 if kind == "nameflow_no_names" && ctx.has_no_names {
@@ -1122,4 +1146,210 @@ fn timestamp() -> Result<String> {
             .trim()
             .to_string(),
     )
+}
+
+/// `--soak MINUTES`: one nameflow for the whole time at half its zero-loss rate (or
+/// `--rate`) on one template, its RSS (`/proc/PID/status` VmRSS) and stats.log's `all` row
+/// sampled every second; at the end the same account as a step (sent = received + dropped)
+/// and conn.log's records against the distinct connections the generator sent.
+fn soak(
+    ctx: &Ctx<'_>,
+    args: &Args,
+    minutes: f64,
+    load_start: &str,
+    started: Instant,
+) -> Result<()> {
+    use crate::bench_soak::{self, Sample, SoakReport};
+    if !(minutes > 0.0 && minutes.is_finite()) {
+        bail!("--soak takes a positive number of minutes, not {minutes}");
+    }
+    let template = match args.templates.as_slice() {
+        [] => bench_soak::SOAK_TEMPLATE.to_string(),
+        [t] if bench_soak::SOAK_TEMPLATES.contains(&t.as_str()) => t.clone(),
+        _ => bail!(
+            "--soak runs one template whose every frame is a flow of its own, so the records \
+             expected follow from the frames sent: --templates {} (the default {})",
+            bench_soak::SOAK_TEMPLATES.join(" or "),
+            bench_soak::SOAK_TEMPLATE
+        ),
+    };
+    let (rate, rate_source, zero_loss) = match args.rate {
+        Some(r) => (r, "--rate".to_string(), None),
+        None => {
+            eprintln!("==> soak: zero-loss search, {template} → nameflow");
+            let cfg = SweepConfig {
+                step: Duration::from_secs_f64(args.step_secs.unwrap_or(2.0)),
+                search_steps: args.search_steps.unwrap_or(3),
+                quick: true,
+            };
+            let mut no = 0;
+            let steps = sweep(ctx, &cfg, &template, "nameflow", &mut no)?;
+            let z = bench_report::zero_loss_target(&steps, &template, "nameflow")
+                .with_context(|| {
+                    format!("no step of the search on {template} was loss-free: give the soak's rate with --rate PPS")
+                })?;
+            (
+                z / 2,
+                format!("half of the zero-loss {z} pps a short search found"),
+                Some(z as f64),
+            )
+        }
+    };
+    let ctx = Ctx {
+        stats_interval: 1,
+        ..*ctx
+    };
+    let pair = ctx.pair;
+    let dir = ctx.out_dir.join("soak");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let secs = minutes * 60.0;
+    eprintln!("==> soak: {template} → nameflow at {rate} pps for {minutes} min");
+    let rx = Receiver::start(&ctx, "nameflow", &dir)?;
+    let pid = rx.procs[0].child.id();
+    let snd_before = pair.ethtool(&pair.snd_ns, &pair.snd)?;
+    let mut cmd = Link::command(&pair.snd_ns, "nice");
+    cmd.args(["-n", NICE])
+        .arg(ctx.helper)
+        .args(["--cpu", &ctx.gen_cpu.to_string(), "gen", "--obj"])
+        .arg(ctx.obj)
+        .args(["--iface", &pair.snd, "--template", &template])
+        .args(["--rate", &rate.to_string()])
+        .args(["--duration", &format!("{secs}")]);
+    let mut gen = Proc::spawn(cmd)?;
+    let t0 = Instant::now();
+    let stats_path = dir.join("logs/stats.log");
+    let mut samples = Vec::new();
+    let mut next = t0;
+    let mut next_note = 60.0;
+    let sample = |t_s: f64| -> Option<Sample> {
+        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| bench_soak::vm_rss_kib(&t))?;
+        let row = last_all_row(&stats_path).unwrap_or_default();
+        let n = |k: &str| row.get(k).copied().unwrap_or(0.0) as u64;
+        Some(Sample {
+            t_s,
+            rss_kib: rss,
+            frames: n("frames"),
+            dropped: n("dropped"),
+            records: n("records"),
+            flows_active: n("flows_active"),
+        })
+    };
+    let status = loop {
+        if let Some(st) = gen.child.try_wait()? {
+            break st;
+        }
+        while let Ok(l) = gen.lines.try_recv() {
+            gen.all.push(l);
+        }
+        if Instant::now() >= next {
+            let t = t0.elapsed().as_secs_f64();
+            if let Some(s) = sample(t) {
+                if t >= next_note {
+                    eprintln!(
+                        "    {:>4.0} s: RSS {:.1} MiB, frames {}, dropped {}, flows {}",
+                        t,
+                        s.rss_kib as f64 / 1024.0,
+                        s.frames,
+                        s.dropped,
+                        s.flows_active
+                    );
+                    next_note += 60.0;
+                }
+                samples.push(s);
+            }
+            next += Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(l) = gen.lines.recv_timeout(Duration::from_millis(200)) {
+        gen.all.push(l);
+    }
+    if !status.success() {
+        bail!("the generator failed ({status}): {}", gen.all.join("\n"));
+    }
+    let g = last_json(&gen.all.join("\n")).context("the generator printed no result")?;
+    // Let the receiver empty its rings before it is stopped.
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(s) = sample(t0.elapsed().as_secs_f64()) {
+        samples.push(s);
+    }
+    let snd_after = pair.ethtool(&pair.snd_ns, &pair.snd)?;
+    let r = rx.stop()?;
+    let stats = r.stats.context("nameflow wrote no stats.log")?;
+    let num = |k: &str| g.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let mut step = Step {
+        no: 1,
+        template: template.clone(),
+        receiver: "nameflow".into(),
+        phase: "soak".into(),
+        target_pps: rate as f64,
+        achieved_pps: num("achieved_pps"),
+        sent: num("sent") as u64,
+        duration_s: num("elapsed_s"),
+        gen_late_batches: num("late_batches") as u64,
+        link_dropped: counter_delta(&snd_before, &snd_after, |k| k.contains("xmit_err")),
+        ns_per_frame: f64::NAN,
+        ..Step::default()
+    };
+    nameflow_account(&mut step, &stats, ctx.has_no_names);
+    step.finish();
+    // Every conn*.log nameflow wrote (one unless it rotated).
+    let mut written = 0;
+    for e in std::fs::read_dir(dir.join("logs"))
+        .context("nameflow wrote no log directory")?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("conn") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(e.path())
+                .with_context(|| format!("cannot read {}", e.path().display()))?;
+            written += bench_soak::count_records(&text);
+        }
+    }
+    let mut machine = machine(&ctx, load_start)?;
+    machine.load_end = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let report = SoakReport {
+        template: template.clone(),
+        minutes,
+        rate_pps: rate,
+        rate_source,
+        zero_loss_pps: zero_loss,
+        samples,
+        records_written: written,
+        records_expected: bench_soak::expected_connections(
+            step.sent,
+            num("frames_per_round") as u64,
+            num("rounds") as u64,
+        ),
+        step,
+        machine: serde_json::json!({
+            "cores": machine.cores,
+            "cpu_model": machine.cpu_model,
+            "kernel": machine.kernel,
+            "driver": machine.driver,
+            "xdp_mode": machine.xdp_mode,
+            "gen_cpu": machine.gen_cpu,
+            "rx_cpu": machine.rx_cpu,
+            "load_start": machine.load_start,
+            "load_end": machine.load_end,
+        }),
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    bench_soak::write(&report, ctx.out_dir)?;
+    println!("report: {}", ctx.out_dir.join("soak.md").display());
+    print!("{}", report.markdown());
+    let s = &report.step;
+    if s.unaccounted != 0 || s.received == 0 {
+        bail!(
+            "the soak did not reconcile (sent = received + dropped) or received nothing: {}",
+            s.line()
+        );
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_offline;
 mod bench_report;
+mod bench_soak;
 mod checks;
 mod conformance;
 mod demo;

@@ -155,7 +155,10 @@ pub fn run(a: GenArgs<'_>, stop: &AtomicBool) -> Result<Json> {
         .num("elapsed_s", span)
         .num("wall_s", elapsed)
         .num("achieved_pps", sent as f64 / span.max(1e-9))
-        .num("calls", calls as f64);
+        .num("calls", calls as f64)
+        // What the frames sent describe: the soak derives the connections it offered.
+        .num("frames_per_round", a.set.frames.len() as f64)
+        .num("rounds", a.set.rounds as f64);
     Ok(j)
 }
 
