@@ -1,45 +1,12 @@
 //! Proves the decoder's steady state allocates nothing: after one warm-up pass over frames that
 //! exercise reassembly and tunnels, a second pass over the same frames makes no allocation.
-//! The counting allocator lives in this test binary only.
+//! The counting allocator (`support/alloc_count.rs`) is this test binary's only.
 
 use nameflow::decode::{DecodeConfig, Decoder, LinkType};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    // Only allocations made by the measuring thread count; the test harness allocates on its
-    // own threads meanwhile.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect on
-// the memory handed out.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if MEASURING.with(|m| m.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if MEASURING.with(|m| m.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::{allocations_during, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -112,19 +79,15 @@ fn steady_state_decoding_does_not_allocate() {
         "warm-up should see plain, outer, inner and the reassembled packet"
     );
 
-    MEASURING.with(|m| m.set(true));
-    for round in 0..100u64 {
-        for f in &frames {
-            let _ = dec.decode(LinkType::ETHERNET, round, f, |p| {
-                visited += u64::from(p.payload_len > 0);
-            });
+    let allocs = allocations_during(|| {
+        for round in 0..100u64 {
+            for f in &frames {
+                let _ = dec.decode(LinkType::ETHERNET, round, f, |p| {
+                    visited += u64::from(p.payload_len > 0);
+                });
+            }
         }
-    }
-    MEASURING.with(|m| m.set(false));
-    assert_eq!(
-        ALLOCS.load(Ordering::Relaxed),
-        0,
-        "decoding allocated in the steady state"
-    );
+    });
+    assert_eq!(allocs, 0, "decoding allocated in the steady state");
     assert_eq!(dec.counters().reassembled, 101);
 }

@@ -1,50 +1,17 @@
 //! Proves name evidence allocates nothing in the steady state, ClientHello reassembly included:
 //! after a warm-up pass, later passes over fresh connections (TCP ClientHellos in three segments,
 //! QUIC ClientHellos over two Initials, more streams than the table holds) make no allocation.
-//! The counting allocator lives in this test binary only.
+//! The counting allocator (`support/alloc_count.rs`) is this test binary's only.
 
 use nameflow::decode::quic::{InitialKeys, Version};
 use nameflow::decode::{DecodeConfig, Decoder};
 use nameflow::names::EvidenceParser;
 use nameflow::synth::Trace;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    // Only allocations made by the measuring thread count; the test harness allocates on its
-    // own threads meanwhile.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect on
-// the memory handed out.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if MEASURING.with(|m| m.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if MEASURING.with(|m| m.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::{allocations_during, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -129,16 +96,12 @@ fn steady_state_evidence_with_reassembly_does_not_allocate() {
     };
     run(&warm, &mut dec, &mut ev, &mut names);
     assert_eq!(names, 600, "every warm-up ClientHello is named");
-    MEASURING.with(|m| m.set(true));
-    for t in &rounds {
-        run(t, &mut dec, &mut ev, &mut names);
-    }
-    MEASURING.with(|m| m.set(false));
-    assert_eq!(
-        ALLOCS.load(Ordering::Relaxed),
-        0,
-        "evidence parsing allocated in the steady state"
-    );
+    let allocs = allocations_during(|| {
+        for t in &rounds {
+            run(t, &mut dec, &mut ev, &mut names);
+        }
+    });
+    assert_eq!(allocs, 0, "evidence parsing allocated in the steady state");
     assert_eq!(names, 2400);
     let c = ev.counters();
     assert_eq!((c.sni_quic, c.hello_reassembled), (1200, 2400));
