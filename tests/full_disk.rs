@@ -225,9 +225,16 @@ fn a_full_log_disk_costs_counted_records_and_writing_resumes() {
 
     let (code, text) = cap.stop();
     assert_eq!(code, Some(0), "exit 0 on SIGTERM:\n{text}");
+    // One warning per episode, not per record. A full tmpfs still has room in the last page
+    // of each open log, so a small row can fit while the filler is there and end an episode
+    // early: each warning is paired with its "writing again", and there are only a few.
     let warnings = text.matches("dropping records").count();
-    assert_eq!(warnings, 1, "one warning for the episode:\n{text}");
-    assert!(text.contains("writing again"), "{text}");
+    let resumed = text.matches("writing again").count();
+    assert!(
+        (1..=4).contains(&warnings),
+        "a warning per episode:\n{text}"
+    );
+    assert_eq!(warnings, resumed, "each episode ends with writing again:\n{text}");
     assert!(
         !text.contains("offloading"),
         "good checksums get no hint: {text}"
