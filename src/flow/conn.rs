@@ -2,6 +2,7 @@
 //! counters, the TCP endpoint state machine, and the timers that decide when Zeek would remove
 //! the connection. The record is built from this when the connection ends.
 
+use super::cold::{ColdStore, NO_COLD};
 use super::community_id::community_id;
 use super::key::FlowKey;
 use super::service::ServiceState;
@@ -76,10 +77,9 @@ pub enum Expiry {
 pub struct Conn {
     pub key: FlowKey,
     pub uid: Uid,
-    pub orig: IpAddr,
-    pub orig_port: u16,
-    pub resp: IpAddr,
-    pub resp_port: u16,
+    /// The originator is the key's `hi` end (the roles are the key's two ends, so they are not
+    /// stored again).
+    orig_hi: bool,
     pub ip_proto: u8,
     pub transport: Transport,
     /// ICMP (v6, type, code) of the first packet, for the Community ID.
@@ -91,12 +91,14 @@ pub struct Conn {
     pub sides: [Side; 2],
     pub missed_bytes: u64,
     pub service: ServiceState,
-    pub parents: [Option<Uid>; MAX_TUNNEL_PARENTS],
+    /// Index of this connection's entry in the shard's [`ColdStore`] ([`NO_COLD`]: none yet).
+    cold: u32,
     // TCP analyzer flags.
     is_partial: bool,
     first_packet_seen: u8,
     is_active: bool,
-    pub pending_synack: Option<PendingSynAck>,
+    /// A [`PendingSynAck`] waits in the cold entry.
+    pending_synack: bool,
     /// Whether the segment being applied was captured in full (Zeek hands only fully captured
     /// payload to reassembly, so a header-only capture turns every acked byte into a gap).
     payload_captured: bool,
@@ -121,15 +123,34 @@ fn transport_of(ip_proto: u8) -> Transport {
 impl Conn {
     /// Adds the encapsulating connections of one packet to `tunnel_parents` (Zeek adds the
     /// innermost tunnel's uid whenever the encapsulation changes, so a set builds up).
-    pub fn add_parents(&mut self, parents: &[Option<Uid>; MAX_TUNNEL_PARENTS]) {
+    pub fn add_parents(
+        &mut self,
+        cold: &mut ColdStore,
+        parents: &[Option<Uid>; MAX_TUNNEL_PARENTS],
+    ) {
+        if parents[0].is_none() {
+            return;
+        }
+        let held = &mut cold.get_or_insert(&mut self.cold).parents;
         for p in parents.iter().flatten() {
-            if self.parents.contains(&Some(*p)) {
+            if held.contains(&Some(*p)) {
                 continue;
             }
-            if let Some(free) = self.parents.iter_mut().find(|x| x.is_none()) {
+            if let Some(free) = held.iter_mut().find(|x| x.is_none()) {
                 *free = Some(*p);
             }
         }
+    }
+
+    /// Frees this connection's cold entry (when it leaves the table).
+    pub fn release(&mut self, cold: &mut ColdStore) {
+        cold.release(&mut self.cold);
+    }
+
+    /// The index into [`Cold::ranges`](super::cold::Cold::ranges) of side `ei` (0: the
+    /// originator) in the current roles: the key's end, which a flip does not move.
+    fn key_end(&self, ei: usize) -> usize {
+        ei ^ usize::from(self.orig_hi)
     }
 
     /// A connection whose first packet is `pkt`, with `src` → `dst` as the tentative roles.
@@ -159,10 +180,7 @@ impl Conn {
         let mut c = Conn {
             key,
             uid: super::uid::conn_uid(cfg.uid_seed, &key, pkt.ts_ns),
-            orig: pkt.src,
-            orig_port: src_port,
-            resp: pkt.dst,
-            resp_port: dst_port,
+            orig_hi: (pkt.src, src_port) > (pkt.dst, dst_port),
             ip_proto: pkt.ip_proto,
             transport,
             icmp,
@@ -173,11 +191,11 @@ impl Conn {
             sides: [Side::default(); 2],
             missed_bytes: 0,
             service: ServiceState::default(),
-            parents: pkt.parents,
+            cold: NO_COLD,
             is_partial: false,
             first_packet_seen: 0,
             is_active: true,
-            pending_synack: None,
+            pending_synack: false,
             payload_captured: true,
             attempt_at: 0,
             delete_at: 0,
@@ -218,8 +236,7 @@ impl Conn {
     /// Swaps originator and responder and records `^`, as Zeek's `FlipRoles` does. The
     /// history bits are deliberately not swapped: Zeek keeps them as they were.
     pub fn flip_roles(&mut self) {
-        std::mem::swap(&mut self.orig, &mut self.resp);
-        std::mem::swap(&mut self.orig_port, &mut self.resp_port);
+        self.orig_hi = !self.orig_hi;
         self.sides.swap(0, 1);
         let f = self.first_packet_seen;
         self.first_packet_seen = ((f & ORIG_SEEN) << 1) | ((f & RESP_SEEN) >> 1);
@@ -227,9 +244,47 @@ impl Conn {
         self.history.push(b'^');
     }
 
+    /// The originator's address.
+    #[inline]
+    pub fn orig(&self) -> IpAddr {
+        if self.orig_hi {
+            self.key.hi_addr
+        } else {
+            self.key.lo_addr
+        }
+    }
+
+    #[inline]
+    pub fn orig_port(&self) -> u16 {
+        if self.orig_hi {
+            self.key.hi_port
+        } else {
+            self.key.lo_port
+        }
+    }
+
+    /// The responder's address.
+    #[inline]
+    pub fn resp(&self) -> IpAddr {
+        if self.orig_hi {
+            self.key.lo_addr
+        } else {
+            self.key.hi_addr
+        }
+    }
+
+    #[inline]
+    pub fn resp_port(&self) -> u16 {
+        if self.orig_hi {
+            self.key.lo_port
+        } else {
+            self.key.hi_port
+        }
+    }
+
     /// True when the packet goes from the originator.
     pub fn is_orig(&self, pkt: &PacketSummary, src_port: u16) -> bool {
-        pkt.src == self.orig && src_port == self.orig_port
+        pkt.src == self.orig() && src_port == self.orig_port()
     }
 
     fn add_history(&mut self, code: u8) {
@@ -272,9 +327,15 @@ impl Conn {
     }
 
     /// Applies one packet. `is_orig` is its direction in the current roles.
-    pub fn apply(&mut self, cfg: &FlowConfig, pkt: &PacketSummary, is_orig: bool) {
+    pub fn apply(
+        &mut self,
+        cfg: &FlowConfig,
+        cold: &mut ColdStore,
+        pkt: &PacketSummary,
+        is_orig: bool,
+    ) {
         match pkt.l4 {
-            L4::Tcp { .. } => self.apply_tcp(cfg, pkt, is_orig),
+            L4::Tcp { .. } => self.apply_tcp(cfg, cold, pkt, is_orig),
             L4::Udp { src_port, dst_port } => {
                 if !pkt.checksum_ok {
                     // Zeek drops the packet before the UDP analyzer and only notes it.
@@ -297,7 +358,7 @@ impl Conn {
                 }
                 self.last_ns = pkt.ts_ns;
                 self.count(pkt, is_orig, true);
-                let (op, rp) = (self.orig_port, self.resp_port);
+                let (op, rp) = (self.orig_port(), self.resp_port());
                 self.service.observe(pkt, is_orig, op, rp);
             }
             L4::Other => {
@@ -361,7 +422,13 @@ impl Conn {
         }
     }
 
-    fn apply_tcp(&mut self, cfg: &FlowConfig, pkt: &PacketSummary, is_orig: bool) {
+    fn apply_tcp(
+        &mut self,
+        cfg: &FlowConfig,
+        cold: &mut ColdStore,
+        pkt: &PacketSummary,
+        is_orig: bool,
+    ) {
         let L4::Tcp {
             src_port,
             dst_port,
@@ -384,7 +451,7 @@ impl Conn {
             // checksum fails: Zeek then keeps the roles (`tcp-bad-checksum-localhost`, whose
             // client packets all fail); only a one-sided capture is flipped below.
             if !is_orig {
-                self.pending_synack = None;
+                self.pending_synack = false;
             }
             self.scaled(is_orig, |s| &mut s.tcp.bad_checksum, b'C');
             return;
@@ -396,13 +463,18 @@ impl Conn {
         // A connection that began with a SYN-ACK is rebuilt with flipped roles as soon as an
         // ack or data segment follows (Zeek 5.1+):
         // stealth scans never produce those. Repeats of the SYN-ACK itself keep the question open.
-        if let Some(first) = self.pending_synack {
+        let pending = match cold.get(self.cold) {
+            Some(c) if self.pending_synack => c.pending_synack,
+            _ => None,
+        };
+        if let Some(first) = pending {
             if flags & (SYN | RST) == 0 && (flags & ACK != 0 || pkt.payload_len > 0) {
-                self.pending_synack = None;
-                self.rebuild_flipped(cfg, first);
+                self.pending_synack = false;
+                self.rebuild_flipped(cfg, cold, first);
                 let now_orig = !is_orig;
                 self.segment(
                     cfg,
+                    cold,
                     pkt.ts_ns,
                     now_orig,
                     flags,
@@ -415,7 +487,7 @@ impl Conn {
                 return;
             }
             if !(is_orig && flags & SYN != 0 && flags & RST == 0) {
-                self.pending_synack = None;
+                self.pending_synack = false;
             }
         }
         let first_packet = self.sides[0].pkts + self.sides[1].pkts == 0
@@ -423,6 +495,7 @@ impl Conn {
             && self.sides[1].tcp.state == EpState::Inactive;
         self.segment(
             cfg,
+            cold,
             pkt.ts_ns,
             is_orig,
             flags,
@@ -437,7 +510,8 @@ impl Conn {
             && flags & ACK != 0
             && flags & (RST | FIN) == 0
         {
-            self.pending_synack = Some(PendingSynAck {
+            self.pending_synack = true;
+            cold.get_or_insert(&mut self.cold).pending_synack = Some(PendingSynAck {
                 ts_ns: pkt.ts_ns,
                 seq,
                 ack,
@@ -460,7 +534,7 @@ impl Conn {
     }
 
     /// Replays the stored first SYN-ACK with the roles flipped, keeping its counters.
-    fn rebuild_flipped(&mut self, cfg: &FlowConfig, first: PendingSynAck) {
+    fn rebuild_flipped(&mut self, cfg: &FlowConfig, cold: &mut ColdStore, first: PendingSynAck) {
         let counts = self.sides;
         self.history = History::default();
         self.hist_seen = 0;
@@ -475,6 +549,7 @@ impl Conn {
         let captured = std::mem::replace(&mut self.payload_captured, true);
         self.segment(
             cfg,
+            cold,
             first.ts_ns,
             false,
             first.flags,
@@ -498,6 +573,7 @@ impl Conn {
     fn segment(
         &mut self,
         cfg: &FlowConfig,
+        cold: &mut ColdStore,
         ts: u64,
         mut is_orig: bool,
         flags: u8,
@@ -540,11 +616,8 @@ impl Conn {
         }
         if fin {
             let e = &mut self.sides[ei].tcp;
-            e.fin_cnt += 1;
+            e.fin_cnt = e.fin_cnt.saturating_add(1);
             e.fin_seq = rel_seq.wrapping_add(seg_len);
-        }
-        if rst {
-            self.sides[ei].tcp.rst_cnt += 1;
         }
 
         let mut rel_ack = 0u64;
@@ -580,7 +653,7 @@ impl Conn {
         }
 
         if has_ack {
-            self.ack_received(pi, rel_ack);
+            self.ack_received(cold, pi, rel_ack);
         }
 
         // The PIA marks the first packet of each direction as seen after processing it.
@@ -592,7 +665,7 @@ impl Conn {
             rel_seq
         };
         if len > 0 && !rst && !underflow && self.payload_captured {
-            self.data_sent(ei, rel_data_seq, u64::from(len));
+            self.data_sent(cold, ei, rel_data_seq, u64::from(len));
         }
         if do_close {
             self.connection_closed(cfg, ei, pi, gen_event);
@@ -649,28 +722,28 @@ impl Conn {
             if syn {
                 let code = if flags & ACK != 0 { b'H' } else { b'S' };
                 if self.ep_check_history(is_orig, H_SYN, code)
-                    && rel_seq != self.sides[ei].tcp.hist_last_syn
+                    && rel_seq as u32 != self.sides[ei].tcp.hist_last_syn
                 {
                     self.ep_add_history(is_orig, code);
                 }
-                self.sides[ei].tcp.hist_last_syn = rel_seq;
+                self.sides[ei].tcp.hist_last_syn = rel_seq as u32;
             }
             if fin {
                 let end = rel_seq.wrapping_add(len);
                 if self.ep_check_history(is_orig, H_FIN, b'F')
-                    && end != self.sides[ei].tcp.hist_last_fin
+                    && end as u32 != self.sides[ei].tcp.hist_last_fin
                 {
                     self.ep_add_history(is_orig, b'F');
                 }
-                self.sides[ei].tcp.hist_last_fin = end;
+                self.sides[ei].tcp.hist_last_fin = end as u32;
             }
             if rst {
                 if self.ep_check_history(is_orig, H_RST, b'R')
-                    && rel_seq != self.sides[ei].tcp.hist_last_rst
+                    && rel_seq as u32 != self.sides[ei].tcp.hist_last_rst
                 {
                     self.ep_add_history(is_orig, b'R');
                 }
-                self.sides[ei].tcp.hist_last_rst = rel_seq;
+                self.sides[ei].tcp.hist_last_rst = rel_seq as u32;
             }
         } else if len > 0 {
             self.ep_check_history(is_orig, H_DATA, b'D');
@@ -847,7 +920,7 @@ impl Conn {
 
     /// The peer acknowledged this endpoint's data up to `rel_ack`: anything below it that was
     /// never seen is a content gap (Zeek's `TCP_Reassembler::AckReceived`).
-    fn ack_received(&mut self, ei: usize, rel_ack: u64) {
+    fn ack_received(&mut self, cold: &mut ColdStore, ei: usize, rel_ack: u64) {
         let pi = 1 - ei;
         let e = self.sides[ei].tcp;
         let mut seq = rel_ack;
@@ -866,10 +939,16 @@ impl Conn {
             let clean = e.is_clean() && self.sides[pi].tcp.is_clean();
             let mut lost = 0u64;
             let mut events = 0u32;
-            self.sides[ei].tcp.reassembly.undelivered(seq, |n| {
-                lost += n;
-                events += 1;
-            });
+            let end = self.key_end(ei);
+            let idx = &mut self.cold;
+            self.sides[ei].tcp.reassembly.undelivered(
+                seq,
+                move || &mut { cold }.get_or_insert(idx).ranges[end],
+                |n| {
+                    lost += n;
+                    events += 1;
+                },
+            );
             if clean {
                 for _ in 0..events {
                     self.scaled(ei == 0, |s| &mut s.tcp.gaps, b'G');
@@ -881,7 +960,8 @@ impl Conn {
     }
 
     /// New payload from endpoint `ei` at relative sequence `seq` (Zeek's `DataSent`).
-    fn data_sent(&mut self, ei: usize, seq: u64, len: u64) {
+    fn data_sent(&mut self, cold: &mut ColdStore, ei: usize, seq: u64, len: u64) {
+        let end = self.key_end(ei);
         let e = &mut self.sides[ei].tcp;
         let acked = e.relative_to_start(e.ack_seq, e.ack_wraps);
         let (mut s, mut l) = (seq, len);
@@ -892,7 +972,9 @@ impl Conn {
             l -= acked - s;
             s = acked;
         }
-        e.reassembly.insert(s, l);
+        let idx = &mut self.cold;
+        e.reassembly
+            .insert(s, l, move || &mut { cold }.get_or_insert(idx).ranges[end]);
     }
 
     /// Zeek's `ConnectionClosed` (without deferral for undelivered data).
@@ -1037,7 +1119,7 @@ impl Conn {
     }
 
     /// The `conn.log` record for this connection as it stands.
-    pub fn record(&self, cfg: &FlowConfig) -> ConnRecord {
+    pub fn record(&self, cfg: &FlowConfig, cold: &ColdStore) -> ConnRecord {
         let (ob, rb) = match self.transport {
             Transport::Tcp => {
                 let (o, r) = (&self.sides[0].tcp, &self.sides[1].tcp);
@@ -1050,10 +1132,10 @@ impl Conn {
         ConnRecord {
             ts_ns: self.start_ns,
             uid: self.uid,
-            orig_h: self.orig,
-            orig_p: self.orig_port,
-            resp_h: self.resp,
-            resp_p: self.resp_port,
+            orig_h: self.orig(),
+            orig_p: self.orig_port(),
+            resp_h: self.resp(),
+            resp_p: self.resp_port(),
             vlans: self.key.vlans,
             proto: self.transport,
             service: self.service.services(),
@@ -1061,23 +1143,25 @@ impl Conn {
             orig_bytes: ob,
             resp_bytes: rb,
             conn_state: self.conn_state(),
-            local_orig: local(self.orig),
-            local_resp: local(self.resp),
+            local_orig: local(self.orig()),
+            local_resp: local(self.resp()),
             missed_bytes: self.missed_bytes,
             history: self.history,
             orig_pkts: self.sides[0].pkts,
             orig_ip_bytes: self.sides[0].ip_bytes,
             resp_pkts: self.sides[1].pkts,
             resp_ip_bytes: self.sides[1].ip_bytes,
-            tunnel_parents: self.parents,
+            tunnel_parents: cold
+                .get(self.cold)
+                .map_or([None; MAX_TUNNEL_PARENTS], |c| c.parents),
             ip_proto: self.ip_proto,
             community_id: community_id(
                 cfg.community_id_seed,
                 self.ip_proto,
-                self.orig,
-                self.orig_port,
-                self.resp,
-                self.resp_port,
+                self.orig(),
+                self.orig_port(),
+                self.resp(),
+                self.resp_port(),
                 self.icmp,
             ),
             // Names are looked up by the worker when it emits the record (flow knows nothing

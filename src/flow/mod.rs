@@ -14,6 +14,7 @@
 //! - `uid::conn_uid(seed, &FlowKey, start_ts_ns) -> Uid` is also what the engine uses to name
 //!   a tunnel's outer connection in `tunnel_parents`.
 
+mod cold;
 pub mod community_id;
 pub mod expect;
 pub mod key;

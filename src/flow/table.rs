@@ -5,9 +5,10 @@
 //! Memory layout is chosen for tables far larger than the CPU caches: the hash index holds
 //! only 8 bytes per flow (slot number and a 32-bit hash tag), and the list links and slot
 //! generations live in their own 16-byte array, so a lookup and a move to the list's tail
-//! stay in the L2 cache; the ~1 KB connections are read only for the flow the packet belongs
+//! stay in the L2 cache; the connections are read only for the flow the packet belongs
 //! to.
 
+use super::cold::ColdStore;
 use super::conn::{Conn, Expiry};
 use super::expect::{Expectation, Expectations};
 use super::key::{Endpoints, FlowKey};
@@ -23,8 +24,8 @@ const NIL: u32 = u32::MAX;
 /// How many of the newest flows an announcement arriving late is checked against.
 const RECENT_FLOWS: usize = 64;
 
-/// How many slots are allocated up front; the table grows (rarely) up to `max_flows`.
-const INITIAL_SLOTS: usize = 1 << 16;
+/// How many slots a live capture touches up front (see [`Shard::prefault`]).
+const PREFAULT_SLOTS: usize = 1 << 16;
 
 /// The small per-slot state kept apart from the connection itself.
 #[derive(Clone, Copy)]
@@ -62,6 +63,8 @@ pub struct Shard {
     index: HashTable<Entry>,
     hasher: hashbrown::DefaultHashBuilder,
     conns: Vec<Conn>,
+    /// What few connections need (holes, tunnels, a SYN-ACK first), apart from `conns`.
+    cold: ColdStore,
     meta: Vec<Meta>,
     free: Vec<u32>,
     /// Least recently active first.
@@ -82,18 +85,23 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(cfg: &FlowConfig) -> Shard {
-        let cap = cfg.max_flows.clamp(1, INITIAL_SLOTS);
+        // Every table is reserved at its cap up front, so it never grows by copying inside the
+        // worker loop (the last doubling of a million-flow table would copy hundreds of MB
+        // while packets wait). Reserving is address space only: pages become resident as
+        // flows fill them.
+        let cap = cfg.max_flows.max(1);
         let conns = Vec::with_capacity(cap);
         Shard {
             cfg: cfg.clone(),
             index: HashTable::with_capacity(cap),
             hasher: hashbrown::DefaultHashBuilder::default(),
             conns,
+            cold: ColdStore::default(),
             meta: Vec::with_capacity(cap),
             free: Vec::with_capacity(cap),
             lru_head: NIL,
             lru_tail: NIL,
-            timers: BinaryHeap::with_capacity(cap * 2),
+            timers: BinaryHeap::with_capacity(2 * cap + 1024),
             expected: Expectations::default(),
             recent: [(NIL, 0); RECENT_FLOWS],
             recent_next: 0,
@@ -101,11 +109,12 @@ impl Shard {
         }
     }
 
-    /// Touches the memory reserved for connections now, so that a capture does not take a
-    /// page fault (and, with huge pages, a 2 MiB clear or a compaction) per new flow later,
-    /// while its ring fills. Costs the reserved size in resident memory from the start.
+    /// Touches the memory of the first [`PREFAULT_SLOTS`] connections now, so that a capture
+    /// does not take a page fault (and, with huge pages, a 2 MiB clear or a compaction) per new
+    /// flow while its ring fills at start. Costs that much resident memory from the start.
     pub fn prefault(&mut self) {
-        for c in self.conns.spare_capacity_mut() {
+        let n = PREFAULT_SLOTS.saturating_sub(self.conns.len());
+        for c in self.conns.spare_capacity_mut().iter_mut().take(n) {
             *c = std::mem::MaybeUninit::zeroed();
         }
     }
@@ -138,8 +147,8 @@ impl Shard {
         };
         let conn = &mut self.conns[idx as usize];
         let is_orig = conn.is_orig(pkt, ep.src_port);
-        conn.add_parents(&pkt.parents);
-        conn.apply(&self.cfg, pkt, is_orig);
+        conn.add_parents(&mut self.cold, &pkt.parents);
+        conn.apply(&self.cfg, &mut self.cold, pkt, is_orig);
         self.touch(idx);
         self.schedule(idx);
     }
@@ -174,7 +183,7 @@ impl Shard {
                 continue;
             };
             let c = &mut self.conns[idx as usize];
-            if m.live && m.gen == gen && e.matches(c.orig, c.resp, c.resp_port, c.start_ns) {
+            if m.live && m.gen == gen && e.matches(c.orig(), c.resp(), c.resp_port(), c.start_ns) {
                 c.service.confirm(e.service);
                 return;
             }
@@ -235,7 +244,7 @@ impl Shard {
         let mut conn = Conn::new(&self.cfg, key, pkt, ep.src_port, ep.dst_port);
         if let Some(s) = self
             .expected
-            .take(conn.orig, conn.resp, conn.resp_port, pkt.ts_ns)
+            .take(conn.orig(), conn.resp(), conn.resp_port(), pkt.ts_ns)
         {
             conn.service.confirm(s);
         }
@@ -276,9 +285,10 @@ impl Shard {
     fn remove(&mut self, idx: u32, out: &mut impl FnMut(ConnRecord)) {
         debug_assert!(self.meta[idx as usize].live, "removing a free slot");
         self.meta[idx as usize].live = false;
-        let conn = &self.conns[idx as usize];
-        out(conn.record(&self.cfg));
-        let hash = self.hash(&conn.key);
+        let conn = &mut self.conns[idx as usize];
+        out(conn.record(&self.cfg, &self.cold));
+        conn.release(&mut self.cold);
+        let hash = self.hash(&self.conns[idx as usize].key);
         self.unlink(idx);
         if let Ok(e) = self.index.find_entry(hash, |e| e.slot == idx) {
             e.remove();

@@ -21,50 +21,52 @@ pub fn seq_delta(a: u32, b: u32) -> i32 {
 }
 
 /// A repeated event that is recorded in the history when its count reaches 1, 10, 100, ...
-#[derive(Clone, Copy, Debug)]
-pub struct Scaled {
-    count: u32,
-    threshold: u32,
-}
+/// (Zeek's `ScaledHistoryEntry`). Four bytes: the count, and in the top bit whether the count
+/// reached 10^9, where Zeek's threshold stops growing and the count starts again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scaled(u32);
 
-impl Default for Scaled {
-    fn default() -> Self {
-        Scaled {
-            count: 0,
-            threshold: 1,
-        }
-    }
-}
+const SCALED_TOP: u32 = 1 << 31;
+const SCALED_MAX: u32 = 1_000_000_000;
 
 impl Scaled {
     /// Counts one event; true when the history should get a letter for it.
     pub fn hit(&mut self) -> bool {
-        self.count = self.count.wrapping_add(1);
-        if self.count != self.threshold {
-            return false;
+        let top = self.0 & SCALED_TOP;
+        let count = (self.0 & !SCALED_TOP) + 1;
+        if count == SCALED_MAX {
+            self.0 = SCALED_TOP;
+            return true;
         }
-        match self.threshold.checked_mul(10) {
-            Some(t) => self.threshold = t,
-            // At the top of the range Zeek keeps the threshold and restarts the count.
-            None => self.count = 0,
-        }
-        true
+        self.0 = top | count;
+        top == 0 && is_power_of_ten(count)
     }
+}
+
+fn is_power_of_ten(mut n: u32) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
 }
 
 /// How many out-of-order byte ranges one endpoint remembers above a hole. Real holes are few;
 /// a range that does not fit is treated as never seen, which can only overstate a gap.
 const MAX_RANGES: usize = 8;
 
-/// The reassembler's bookkeeping without the bytes: where contiguous delivery stands, which
-/// ranges above a hole were seen, and where acknowledged data was trimmed.
+/// Out-of-order ranges seen above a hole (kept in the connection's cold state).
+pub type Ranges = [(u64, u64); MAX_RANGES];
+
+/// The reassembler's bookkeeping without the bytes: where contiguous delivery stands, where
+/// acknowledged data was trimmed, and how many ranges above a hole are held. The ranges
+/// themselves are asked for (`ranges`) only when a hole exists, so the common in-order stream
+/// never needs them.
 #[derive(Clone, Copy, Debug)]
 pub struct Reassembly {
     /// Relative sequence number of the next byte to deliver (Zeek's `last_reassem_seq`).
     pub next: u64,
     /// Everything below this was acknowledged and trimmed (Zeek's `trim_seq`).
     pub trim: u64,
-    ranges: [(u64, u64); MAX_RANGES],
     n: u8,
 }
 
@@ -73,7 +75,6 @@ impl Default for Reassembly {
         Reassembly {
             next: 1,
             trim: 1,
-            ranges: [(0, 0); MAX_RANGES],
             n: 0,
         }
     }
@@ -81,24 +82,27 @@ impl Default for Reassembly {
 
 impl Reassembly {
     /// Records data `[seq, seq+len)`, delivering whatever became contiguous.
-    pub fn insert(&mut self, seq: u64, len: u64) {
+    pub fn insert<'a>(&mut self, seq: u64, len: u64, ranges: impl FnOnce() -> &'a mut Ranges) {
         let upper = seq + len;
         if upper <= self.next {
             return;
         }
         if seq <= self.next {
             self.next = upper;
-            self.absorb();
+            if self.n > 0 {
+                self.absorb(ranges());
+            }
             return;
         }
         // Above a hole: keep the range (merging with neighbours) if there is room.
+        let ranges = ranges();
         let mut lo = seq;
         let mut hi = upper;
         let mut kept = 0;
         for i in 0..self.n as usize {
-            let (a, b) = self.ranges[i];
+            let (a, b) = ranges[i];
             if b < lo || a > hi {
-                self.ranges[kept] = (a, b);
+                ranges[kept] = (a, b);
                 kept += 1;
             } else {
                 lo = lo.min(a);
@@ -106,22 +110,22 @@ impl Reassembly {
             }
         }
         if kept < MAX_RANGES {
-            self.ranges[kept] = (lo, hi);
+            ranges[kept] = (lo, hi);
             kept += 1;
         }
         self.n = kept as u8;
-        self.ranges[..kept].sort_unstable();
+        ranges[..kept].sort_unstable();
     }
 
     /// Moves `next` over stored ranges that now touch it.
-    fn absorb(&mut self) {
+    fn absorb(&mut self, ranges: &mut Ranges) {
         let mut kept = 0;
         for i in 0..self.n as usize {
-            let (a, b) = self.ranges[i];
+            let (a, b) = ranges[i];
             if a <= self.next {
                 self.next = self.next.max(b);
             } else {
-                self.ranges[kept] = (a, b);
+                ranges[kept] = (a, b);
                 kept += 1;
             }
         }
@@ -130,26 +134,36 @@ impl Reassembly {
 
     /// Declares everything below `up_to` delivered or lost, returning the lost gaps' total.
     /// Stored ranges below `up_to` count as delivered, the holes between them as gaps.
-    pub fn undelivered(&mut self, up_to: u64, mut gap: impl FnMut(u64)) {
-        let mut kept = 0;
-        for i in 0..self.n as usize {
-            let (a, b) = self.ranges[i];
-            if a < up_to {
-                if a > self.next {
-                    gap(a - self.next);
+    pub fn undelivered<'a>(
+        &mut self,
+        up_to: u64,
+        ranges: impl FnOnce() -> &'a mut Ranges,
+        mut gap: impl FnMut(u64),
+    ) {
+        let mut held = (self.n > 0).then(ranges);
+        if let Some(ranges) = held.as_deref_mut() {
+            let mut kept = 0;
+            for i in 0..self.n as usize {
+                let (a, b) = ranges[i];
+                if a < up_to {
+                    if a > self.next {
+                        gap(a - self.next);
+                    }
+                    self.next = self.next.max(b);
+                } else {
+                    ranges[kept] = (a, b);
+                    kept += 1;
                 }
-                self.next = self.next.max(b);
-            } else {
-                self.ranges[kept] = (a, b);
-                kept += 1;
             }
+            self.n = kept as u8;
         }
-        self.n = kept as u8;
         if up_to > self.next {
             gap(up_to - self.next);
             self.next = up_to;
         }
-        self.absorb();
+        if let Some(ranges) = held {
+            self.absorb(ranges);
+        }
     }
 }
 
@@ -163,11 +177,15 @@ pub struct TcpEp {
     pub ack_seq: u32,
     pub seq_wraps: u32,
     pub ack_wraps: u32,
-    pub hist_last_syn: u64,
-    pub hist_last_fin: u64,
-    pub hist_last_rst: u64,
-    pub fin_cnt: u32,
-    pub rst_cnt: u32,
+    /// Relative sequence numbers of the last SYN, FIN (its end) and RST (Zeek's
+    /// `hist_last_*`), compared only for equality to decide whether a repeat earns a history
+    /// letter. Kept as their low 32 bits: two control packets of one kind exactly a multiple
+    /// of 4 GiB apart would be taken for a repeat, and no real connection does that.
+    pub hist_last_syn: u32,
+    pub hist_last_fin: u32,
+    pub hist_last_rst: u32,
+    /// FINs sent (saturating; only "any" matters).
+    pub fin_cnt: u16,
     /// Relative sequence number just past the FIN.
     pub fin_seq: u64,
     pub did_close: bool,
@@ -287,15 +305,33 @@ mod tests {
     }
 
     #[test]
+    fn scaled_restarts_its_count_at_a_billion() {
+        let mut s = Scaled(SCALED_MAX - 2);
+        assert!(!s.hit());
+        assert!(s.hit(), "10^9 fires");
+        // The threshold stays at 10^9: nothing fires until the count reaches it again.
+        assert!(!s.hit() && !s.hit(), "1 and 2 do not fire after the top");
+        s = Scaled(SCALED_TOP | (SCALED_MAX - 1));
+        assert!(s.hit());
+        assert_eq!(std::mem::size_of::<Scaled>(), 4);
+    }
+
+    #[test]
     fn reassembly_counts_only_real_holes() {
         let mut r = Reassembly::default();
-        r.insert(1, 100);
-        r.insert(201, 100); // hole 101..201
+        let mut ranges: Ranges = Default::default();
+        let mut asked = 0;
+        r.insert(1, 100, || {
+            asked += 1;
+            &mut ranges
+        });
+        assert_eq!(asked, 0, "in-order data needs no ranges");
+        r.insert(201, 100, || &mut ranges); // hole 101..201
         let mut lost = 0;
-        r.undelivered(401, |n| lost += n);
+        r.undelivered(401, || &mut ranges, |n| lost += n);
         assert_eq!(lost, 100 + 100, "hole of 100 and unseen tail 301..401");
         assert_eq!(r.next, 401);
-        r.insert(50, 10);
+        r.insert(50, 10, || &mut ranges);
         assert_eq!(r.next, 401, "old data must not move delivery back");
     }
 

@@ -410,3 +410,17 @@ fn timer_heap_stays_bounded_under_a_flood_of_evicted_flows() {
     shard.flush(&mut |_| out += 1);
     assert_eq!(out, 200_000, "every flow logged once");
 }
+
+#[test]
+fn sizes_of_flow_state() {
+    eprintln!(
+        "Conn {} TcpEp {} Side {} ServiceState {} History {} FlowKey {} Cold {}",
+        std::mem::size_of::<super::conn::Conn>(),
+        std::mem::size_of::<super::tcp::TcpEp>(),
+        std::mem::size_of::<super::conn::Side>(),
+        std::mem::size_of::<super::service::ServiceState>(),
+        std::mem::size_of::<crate::types::record::History>(),
+        std::mem::size_of::<super::key::FlowKey>(),
+        std::mem::size_of::<super::cold::Cold>(),
+    );
+}

@@ -567,10 +567,10 @@ fn new_session(c: &Conn, id: u16, ts_ns: u64) -> Session {
         rec: DnsRecord {
             ts_ns,
             uid: c.uid,
-            orig_h: c.orig,
-            orig_p: c.orig_port,
-            resp_h: c.resp,
-            resp_p: c.resp_port,
+            orig_h: c.orig(),
+            orig_p: c.orig_port(),
+            resp_h: c.resp(),
+            resp_p: c.resp_port(),
             proto: c.transport,
             trans_id: id,
             answered_ns: None,
@@ -651,13 +651,13 @@ impl DnsTracker {
             self.counters.no_conn += 1;
             return;
         };
-        if !analysed(c.transport, c.resp_port) || !matches!(msg.opcode(), 0 | 4 | 5) {
+        if !analysed(c.transport, c.resp_port()) || !matches!(msg.opcode(), 0 | 4 | 5) {
             return;
         }
         self.counters.messages += 1;
         let is_query = !msg.is_response();
         let id = msg.id;
-        let cur = if is_multicast(c.resp) {
+        let cur = if is_multicast(c.resp()) {
             let mut s = new_session(c, id, msg.ts_ns);
             s.saw_query = true;
             s.saw_reply = true;
@@ -791,7 +791,7 @@ impl DnsTracker {
 /// `dns_rejected`, `do_reply` and the first `dns_end` handler).
 fn apply(s: &mut Session, c: &Conn, msg: &DnsMsg, is_query: bool) {
     let r = &mut s.rec;
-    let netbios = c.transport == Transport::Udp && (c.resp_port == 137 || c.orig_port == 137);
+    let netbios = c.transport == Transport::Udp && (c.resp_port() == 137 || c.orig_port() == 137);
     if !is_query {
         r.rcode = Some(msg.rcode());
         if msg.rcode() != 0 && msg.qdcount == 0 {
@@ -808,7 +808,7 @@ fn apply(s: &mut Session, c: &Conn, msg: &DnsMsg, is_query: bool) {
                 r.qclass = Some(q.qclass);
                 r.qtype = Some(q.qtype);
                 r.z = ((msg.flags >> 4) & 0x7) as u8;
-                let decoded = if c.resp_port == 137 && c.transport == Transport::Udp {
+                let decoded = if c.resp_port() == 137 && c.transport == Transport::Udp {
                     decode_netbios(q.name.as_bytes())
                 } else {
                     None
