@@ -234,7 +234,10 @@ fn a_full_log_disk_costs_counted_records_and_writing_resumes() {
         (1..=4).contains(&warnings),
         "a warning per episode:\n{text}"
     );
-    assert_eq!(warnings, resumed, "each episode ends with writing again:\n{text}");
+    assert_eq!(
+        warnings, resumed,
+        "each episode ends with writing again:\n{text}"
+    );
     assert!(
         !text.contains("offloading"),
         "good checksums get no hint: {text}"
