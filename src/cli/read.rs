@@ -209,6 +209,7 @@ fn print_summary(r: &ReadReport) {
         ("truncated", d.truncated),
         ("malformed", d.malformed),
         ("not_ip", d.not_ip),
+        ("no_next_header", d.no_next_header),
         ("unsupported_link", d.unsupported_link),
         ("fragments_dropped", d.fragments_dropped),
         ("tunnel_too_deep", d.tunnel_too_deep),

@@ -115,6 +115,7 @@ impl Decoder {
             DecodeError::FragmentHeld | DecodeError::FragmentDropped => {}
             DecodeError::TunnelTooDeep => c.tunnel_too_deep += 1,
             DecodeError::BadIpChecksum => c.bad_checksum += 1,
+            DecodeError::NoNextHeader => c.no_next_header += 1,
         }
     }
 
@@ -494,6 +495,9 @@ impl Decoder {
                 });
                 return self.ip(ts, l3, l2i, &s, visit);
             }
+            // IPv6's "no next header" (a Teredo bubble's inner packet): Zeek's IP analyzer
+            // stops there without a connection, whatever the IP version.
+            59 => return Err(DecodeError::NoNextHeader),
             _ => {}
         }
         self.emit(&p, visit);
@@ -510,7 +514,10 @@ impl Decoder {
         stack: &Stack,
         visit: &mut F,
     ) -> Result<(), DecodeError> {
-        let Some(kind) = tunnel::udp_kind(sport, dport) else {
+        // Ports first; on other ports Zeek tries Teredo's protocol detection on every datagram.
+        let kind = tunnel::udp_kind(sport, dport)
+            .or_else(|| tunnel::teredo_detect(p.payload).then_some(TunnelKind::Teredo));
+        let Some(kind) = kind else {
             self.emit(&p, visit);
             return Ok(());
         };

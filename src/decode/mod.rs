@@ -190,6 +190,9 @@ pub enum DecodeError {
     FragmentDropped,
     /// Tunnel nesting deeper than `max_tunnel_depth`.
     TunnelTooDeep,
+    /// An IP packet whose next header is 59 ("no next header", a Teredo bubble's inner
+    /// packet): nothing to track, and Zeek makes no connection of it.
+    NoNextHeader,
     /// Bad IPv4 header checksum (only when validating).
     BadIpChecksum,
 }
@@ -220,6 +223,8 @@ pub struct DecodeCounters {
     /// Bad IPv4 header checksums (frame dropped) plus visited packets whose transport checksum
     /// failed (`checksum_ok == false`).
     pub bad_checksum: u64,
+    /// IP packets with no next header (59), which make no connection.
+    pub no_next_header: u64,
 }
 
 // Codemap: `wire` holds the typed header views and checksums, `link` the link layers (Ethernet,

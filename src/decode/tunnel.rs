@@ -55,6 +55,40 @@ pub(crate) fn udp_kind(src_port: u16, dst_port: u16) -> Option<TunnelKind> {
     by_port(dst_port).or_else(|| by_port(src_port))
 }
 
+/// Zeek's Teredo protocol detection (`TeredoAnalyzer::DetectProtocol`), tried on a UDP
+/// datagram whose ports name no tunnel (Zeek runs it when the responder port has no packet
+/// analyzer): an IPv6 header whose source or destination lies in the Teredo prefix
+/// 2001:0000::/32, or an authentication and/or origin-indication header followed by room for
+/// an IPv6 header. Whether it is a valid Teredo packet is [`parse_udp`]'s to say.
+pub(crate) fn teredo_detect(b: &[u8]) -> bool {
+    const PREFIX: [u8; 4] = [0x20, 0x01, 0x00, 0x00];
+    if b.len() < 40 {
+        return false;
+    }
+    if b[0] >> 4 == 6 {
+        return b[8..12] == PREFIX || b[24..28] == PREFIX;
+    }
+    if b[0] != 0 || b[1] > 1 {
+        return false;
+    }
+    let mut rest = b;
+    if rest[1] == 1 {
+        // Authentication: id and authenticator of the announced lengths, a nonce and a
+        // confirmation byte, then the origin indication must follow.
+        let skip = 13 + usize::from(rest[2]) + usize::from(rest[3]);
+        let Some(r) = rest.get(skip..) else {
+            return false;
+        };
+        if r.len() < 40 || r[..2] != [0, 0] {
+            return false;
+        }
+        rest = r;
+    }
+    // Origin indication (8 bytes), then an IPv6 header.
+    rest.get(8..)
+        .is_some_and(|ip| ip.len() >= 40 && ip[0] >> 4 == 6)
+}
+
 /// Parses the UDP payload of a tunnel of kind `kind`.
 pub(crate) fn parse_udp(kind: TunnelKind, b: &[u8]) -> Result<Inner<'_>, DecodeError> {
     match kind {
@@ -266,6 +300,43 @@ fn is_aruba(proto: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn teredo_detection_on_other_ports_follows_zeek() {
+        // A bare IPv6 header whose source is a Teredo address.
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[8..12].copy_from_slice(&[0x20, 0x01, 0, 0]);
+        assert!(teredo_detect(&v6));
+        // ... or whose destination is.
+        let mut dst = [0u8; 40];
+        dst[0] = 0x60;
+        dst[24..28].copy_from_slice(&[0x20, 0x01, 0, 0]);
+        assert!(teredo_detect(&dst));
+        // IPv6 between other addresses, and anything shorter than a header, is not Teredo.
+        let mut plain = [0u8; 40];
+        plain[0] = 0x60;
+        assert!(!teredo_detect(&plain));
+        assert!(!teredo_detect(&v6[..39]));
+        // An origin indication, then IPv6.
+        let mut origin = vec![0u8; 8];
+        origin.extend_from_slice(&plain);
+        assert!(teredo_detect(&origin));
+        // Authentication (no id, no authenticator), then the origin indication, then IPv6.
+        let mut auth = vec![0, 1, 0, 0];
+        auth.extend_from_slice(&[0; 9]);
+        auth.extend_from_slice(&origin);
+        assert!(teredo_detect(&auth));
+        // Authentication followed directly by IPv6 is not what Zeek looks for.
+        let mut auth_v6 = vec![0, 1, 0, 0];
+        auth_v6.extend_from_slice(&[0; 9]);
+        auth_v6.extend_from_slice(&plain);
+        assert!(!teredo_detect(&auth_v6));
+        // A DNS query (id 0, as mDNS sends) is not mistaken for an origin indication.
+        let mut dns = vec![0u8; 48];
+        dns[5] = 1;
+        assert!(!teredo_detect(&dns));
+    }
 
     #[test]
     fn teredo_rejects_trailing_bytes_except_bubbles() {

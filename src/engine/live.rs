@@ -822,8 +822,12 @@ fn publish(
     let fc = shard.counters();
     st.packets = d.packets;
     st.forwarded_out = d.forwarded;
-    st.decode_errors =
-        dc.truncated + dc.malformed + dc.not_ip + dc.unsupported_link + dc.bad_checksum;
+    st.decode_errors = dc.truncated
+        + dc.malformed
+        + dc.not_ip
+        + dc.unsupported_link
+        + dc.bad_checksum
+        + dc.no_next_header;
     st.bad_checksum = dc.bad_checksum;
     st.flows_active = fc.active;
     st.flows_expired = fc.flows_expired;

@@ -1,6 +1,6 @@
 //! What few connections need, kept out of [`Conn`](super::conn::Conn) so that the common
-//! connection stays small: the out-of-order ranges above a TCP hole, tunnel parents, and the
-//! SYN-ACK a connection began with. A connection holds an index into its shard's
+//! connection stays small: the out-of-order ranges above a TCP hole, tunnel parents (and the
+//! last packet's tunnel), the SYN-ACK a connection began with. A connection holds an index into its shard's
 //! [`ColdStore`] only once it needs one of these; the store is bounded by the flow table
 //! (one entry per connection at most) and reuses freed entries.
 
@@ -19,6 +19,8 @@ pub struct Cold {
     pub ranges: [Ranges; 2],
     /// Uids of the encapsulating connections (Zeek's `tunnel_parents`).
     pub parents: [Option<Uid>; MAX_TUNNEL_PARENTS],
+    /// The innermost tunnel of the last packet (Zeek's `Connection::encapsulation`).
+    pub encap: Option<Uid>,
     /// The first packet of a connection that began with a SYN-ACK (see `Conn::apply_tcp`).
     pub pending_synack: Option<PendingSynAck>,
 }

@@ -10,7 +10,9 @@ use super::summary::{PacketSummary, SNIPPET_LEN};
 use super::tcp::{seq_delta, EpState, Scaled, TcpEp};
 use super::{FlowConfig, ServerPorts};
 use crate::decode::L4;
-use crate::types::record::{ConnRecord, ConnState, History, Transport, Uid, MAX_TUNNEL_PARENTS};
+use crate::types::record::{
+    ConnRecord, ConnState, History, Service, Transport, Uid, MAX_TUNNEL_PARENTS,
+};
 use std::net::IpAddr;
 
 const FIN: u8 = 0x01;
@@ -26,6 +28,12 @@ const H_FIN_RST: u32 = 0x8;
 const H_DATA: u32 = 0x10;
 const H_ACK: u32 = 0x20;
 const H_MULTI: u32 = 0x40;
+/// Zeek's `HIST_UNKNOWN_PKT` (`X`): analysis knowingly stopped short (a configured limit).
+const H_UNKNOWN: u32 = 0x400;
+
+/// Zeek's `Tunnel::max_changes_per_connection`: how many `tunnel_changed` events one
+/// connection raises; a change beyond it is the limit reached (`X`).
+const TUNNEL_MAX_CHANGES: u8 = 5;
 
 /// Zeek's `tcp_SYN_timeout`: when the first expiry check runs.
 const TCP_SYN_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -33,6 +41,17 @@ const TCP_SYN_TIMEOUT_NS: u64 = 5_000_000_000;
 const TCP_SESSION_TIMER_NS: u64 = 6_000_000_000;
 /// Zeek's `tcp_connection_linger`.
 const TCP_LINGER_NS: u64 = 5_000_000_000;
+
+/// Zeek's `dns_session_timeout`: the DNS analyzer's expiry check on a UDP connection runs
+/// this long after the connection starts, and again this long after each check that kept it.
+const DNS_SESSION_TIMEOUT_NS: u64 = 10_000_000_000;
+/// The UDP ports Zeek's DNS analyzer is registered for (`DNS::ports`).
+const DNS_UDP_PORTS: [u16; 4] = [53, 137, 5353, 5355];
+/// `Conn::analyzer_inactivity_timeouts` and `Conn::port_inactivity_timeouts`
+/// (`base/protocols/conn/inactivity.zeek`): interactive services may idle for an hour.
+const INTERACTIVE_INACTIVITY_NS: u64 = 3_600_000_000_000;
+/// The ports of `Conn::port_inactivity_timeouts` (all TCP): FTP, SSH, Telnet, rlogin.
+const INTERACTIVE_PORTS: [u16; 4] = [21, 22, 23, 513];
 
 /// Largest sequence jump Zeek believes in a SYN or RST.
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
@@ -93,6 +112,9 @@ pub struct Conn {
     pub service: ServiceState,
     /// Index of this connection's entry in the shard's [`ColdStore`] ([`NO_COLD`]: none yet).
     cold: u32,
+    /// `tunnel_changed` events raised so far (saturates at [`TUNNEL_MAX_CHANGES`]); the
+    /// last packet's innermost tunnel is in the cold entry.
+    encap_changes: u8,
     // TCP analyzer flags.
     is_partial: bool,
     first_packet_seen: u8,
@@ -128,10 +150,13 @@ impl Conn {
         cold: &mut ColdStore,
         parents: &[Option<Uid>; MAX_TUNNEL_PARENTS],
     ) {
-        if parents[0].is_none() {
+        if parents[0].is_none() && self.cold == NO_COLD {
+            // Never in a tunnel: nothing changed, nothing to add.
             return;
         }
-        let held = &mut cold.get_or_insert(&mut self.cold).parents;
+        let c = cold.get_or_insert(&mut self.cold);
+        let was = std::mem::replace(&mut c.encap, parents[0]);
+        let held = &mut c.parents;
         for p in parents.iter().flatten() {
             if held.contains(&Some(*p)) {
                 continue;
@@ -140,6 +165,7 @@ impl Conn {
                 *free = Some(*p);
             }
         }
+        self.check_encapsulation(was, parents[0]);
     }
 
     /// Frees this connection's cold entry (when it leaves the table).
@@ -151,6 +177,25 @@ impl Conn {
     /// originator) in the current roles: the key's end, which a flip does not move.
     fn key_end(&self, ei: usize) -> usize {
         ei ^ usize::from(self.orig_hi)
+    }
+
+    /// Zeek's `Connection::CheckEncapsulation`: a packet that arrives through another tunnel
+    /// than the last one raises `tunnel_changed`, at most `Tunnel::max_changes_per_connection`
+    /// times; a change past that limit marks the history with `X` (Zeek's `HIST_UNKNOWN_PKT`,
+    /// the "limit reached" letter: the two directions of `vxlan-icmp` and `gtp-split-ports-http`
+    /// travel in different outer connections, so every packet changes the tunnel). Entering or
+    /// leaving a tunnel is not counted.
+    fn check_encapsulation(&mut self, was: Option<Uid>, now: Option<Uid>) {
+        match (was, now) {
+            (Some(was), Some(is)) if was != is => {
+                if self.encap_changes < TUNNEL_MAX_CHANGES {
+                    self.encap_changes += 1;
+                } else {
+                    self.check_history(H_UNKNOWN, b'X');
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A connection whose first packet is `pkt`, with `src` → `dst` as the tentative roles.
@@ -192,6 +237,7 @@ impl Conn {
             missed_bytes: 0,
             service: ServiceState::default(),
             cold: NO_COLD,
+            encap_changes: 0,
             is_partial: false,
             first_packet_seen: 0,
             is_active: true,
@@ -208,6 +254,12 @@ impl Conn {
         }
         if c.wants_flip(&cfg.server_ports, pkt, src_port, dst_port) && !is_broadcast(pkt.dst) {
             c.flip_roles();
+        }
+        if transport == Transport::Udp && DNS_UDP_PORTS.contains(&c.resp_port()) {
+            // The DNS analyzer, attached by the responder's port, arms its own expiry timer
+            // (`DNS_Analyzer::ExpireTimer`); TCP DNS has none.
+            c.expire_at = pkt.ts_ns + DNS_SESSION_TIMEOUT_NS;
+            c.service.attach_dns();
         }
         c
     }
@@ -282,6 +334,17 @@ impl Conn {
         }
     }
 
+    /// Swaps the endpoints and records `^` but leaves every counter where it is: when an
+    /// analyzer flips a UDP connection (Zeek's NTP or DNS analyzer on a reply seen before its
+    /// request),
+    /// Zeek has already counted the packet on the side it arrived as, and its UDP endpoint
+    /// states and sizes are not swapped, so the first packet stays the originator's (`D^`,
+    /// both packets on the originator's side in `ntp-misordered`).
+    fn flip_endpoints(&mut self) {
+        self.orig_hi = !self.orig_hi;
+        self.history.push(b'^');
+    }
+
     /// True when the packet goes from the originator.
     pub fn is_orig(&self, pkt: &PacketSummary, src_port: u16) -> bool {
         pkt.src == self.orig() && src_port == self.orig_port()
@@ -351,6 +414,11 @@ impl Conn {
                     (dst_port, src_port)
                 };
                 self.service.observe(pkt, is_orig, op, rp);
+                let dns_flip =
+                    self.service.dns_wants_flip(pkt, is_orig) && !is_multicast(self.resp());
+                if dns_flip || self.service.ntp_wants_flip(pkt, is_orig, op, rp) {
+                    self.flip_endpoints();
+                }
             }
             L4::Icmp { .. } => {
                 if !pkt.checksum_ok {
@@ -531,6 +599,31 @@ impl Conn {
             (dst_port, src_port)
         };
         self.service.observe(pkt, is_orig, op, rp);
+        if self.inactivity_ns != INTERACTIVE_INACTIVITY_NS {
+            // `Conn::analyzer_inactivity_timeouts`: a confirmed SSH or FTP analyzer gives the
+            // connection an hour of inactivity.
+            let svc = self.service.services();
+            if svc.contains(Service::Ssh) || svc.contains(Service::Ftp) {
+                self.inactivity_ns = INTERACTIVE_INACTIVITY_NS;
+            }
+        }
+    }
+
+    /// What `base/protocols/conn/inactivity.zeek` does on `connection_established` (the
+    /// responder's SYN-ACK answered a SYN): the service port is the responder's, or the
+    /// originator's when the SYN was missed and only that one is a likely server port; an
+    /// FTP, SSH, Telnet or rlogin port gets an hour of inactivity.
+    fn connection_established(&mut self, cfg: &FlowConfig) {
+        let mut port = self.resp_port();
+        if self.sides[0].tcp.state == EpState::Inactive
+            && !cfg.server_ports.contains(6, port)
+            && cfg.server_ports.contains(6, self.orig_port())
+        {
+            port = self.orig_port();
+        }
+        if INTERACTIVE_PORTS.contains(&port) {
+            self.inactivity_ns = INTERACTIVE_INACTIVITY_NS;
+        }
     }
 
     /// Replays the stored first SYN-ACK with the roles flipped, keeping its counters.
@@ -824,6 +917,9 @@ impl Conn {
                             self.sides[pi].tcp.set_state(EpState::Established);
                         }
                         self.sides[ei].tcp.set_state(EpState::Established);
+                        if self.sides[pi].tcp.state != EpState::Partial {
+                            self.connection_established(cfg);
+                        }
                     }
                 }
                 if fin {
@@ -1025,7 +1121,17 @@ impl Conn {
                 return Expiry::Remove;
             }
         }
-        if self.expire_at != 0 && self.expire_at <= t {
+        if self.expire_at != 0 && self.expire_at <= t && self.transport == Transport::Udp {
+            // Zeek's `DNS_Analyzer::ExpireTimer`: a DNS session idle for the timeout less one
+            // second (the second is slack for a query and its reply) is removed, else the
+            // check runs again one timeout later. So one 5-tuple that carries queries
+            // seconds apart is one connection, and queries ten seconds apart are several.
+            let at = self.expire_at;
+            if at.saturating_sub(self.last_ns) >= DNS_SESSION_TIMEOUT_NS - 1_000_000_000 {
+                return Expiry::Remove;
+            }
+            self.expire_at = at + DNS_SESSION_TIMEOUT_NS;
+        } else if self.expire_at != 0 && self.expire_at <= t {
             let at = self.expire_at;
             self.expire_at = 0;
             if self.is_active {
@@ -1184,6 +1290,14 @@ fn history_is_syn_then_rst(h: &str) -> bool {
         }
     }
     false
+}
+
+/// Zeek's `IPAddr::IsMulticast`: 224.0.0.0/4 and ff00::/8.
+fn is_multicast(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.is_multicast(),
+        IpAddr::V6(v) => v.is_multicast(),
+    }
 }
 
 /// Zeek never flips a connection whose first packet went to the limited broadcast address.

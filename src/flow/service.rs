@@ -36,7 +36,8 @@
 //!   as Zeek's signature does on the reassembled stream.
 //! - HTTP is never confirmed on a connection that started without a SYN: Zeek's HTTP analyzer
 //!   ignores "partial" connections (`wikipedia-dns-http` has such a GET that stays `-`).
-//! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries`; VXLAN and
+//! - The outer UDP connection of a tunnel gets the tunnel's service from `pkt.carries` (Teredo
+//!   only once both sides sent a valid Teredo packet: `Tunnel::delay_teredo_confirmation`); VXLAN and
 //!   Geneve are also recognised from their own header, since the decoder marks a frame only when
 //!   the inner frame is IP and Zeek confirms VXLAN carrying ARP too (`vxlan-icmp`).
 //!
@@ -97,6 +98,8 @@ const MYSQL_GREETING: u32 = 1 << 20;
 const MYSQL_V10: u32 = 1 << 21;
 /// The client sent an MS-RDPEUDP SYN.
 const RDPEUDP_SYN: u32 = 1 << 22;
+/// A valid Teredo packet came from this side.
+const TEREDO_VALID: u32 = 1 << 23;
 
 // Connection-wide flags.
 const STARTED: u8 = 1 << 0;
@@ -104,6 +107,14 @@ const STARTED: u8 = 1 << 0;
 const PARTIAL: u8 = 1 << 1;
 /// A STARTTLS-like upgrade was requested: TLS may start mid-stream.
 const STARTTLS: u8 = 1 << 2;
+/// The NTP analyzer flipped the roles on a message delivered as the originator's, and on one
+/// delivered as the responder's: each direction flips at most once.
+const NTP_FLIPPED_ORIG: u8 = 1 << 3;
+const NTP_FLIPPED_RESP: u8 = 1 << 4;
+/// Zeek's DNS analyzer is attached (UDP, by the responder's port when the connection began).
+const DNS_ATTACHED: u8 = 1 << 5;
+/// The DNS analyzer has read its first message.
+const DNS_FIRST_DONE: u8 = 1 << 6;
 
 /// What one direction has shown so far.
 #[derive(Clone, Copy, Default, Debug)]
@@ -139,7 +150,20 @@ impl ServiceState {
         resp_port: u16,
     ) {
         if let Some(kind) = pkt.carries {
-            if let Some(s) = tunnel_service(kind) {
+            if kind == TunnelKind::Teredo {
+                // Zeek's `Tunnel::delay_teredo_confirmation` (on by default): Teredo is
+                // confirmed only once both sides sent a valid Teredo packet, so a lone
+                // bubble or router advertisement leaves the connection without a service.
+                let side = if from_orig {
+                    &mut self.orig
+                } else {
+                    &mut self.resp
+                };
+                side.bits |= TEREDO_VALID;
+                if self.orig.bits & self.resp.bits & TEREDO_VALID != 0 {
+                    self.confirmed.push(Service::Teredo);
+                }
+            } else if let Some(s) = tunnel_service(kind) {
                 self.confirmed.push(s);
             }
         }
@@ -185,6 +209,63 @@ impl ServiceState {
         if tcp_flags.is_some() {
             self.confirm_tcp(ports);
         }
+    }
+
+    /// Zeek's NTP analyzer (`ntp-analyzer.pac`, `proc_ntp_message`): the mode of a message
+    /// says who sent it, so a server-mode (4) message from the originator, or a client-mode (3)
+    /// message from the responder, asks the connection to flip its roles (Zeek's
+    /// `Conn::FlipRoles`, the `misordered-ntp` test: a reply captured before its request).
+    /// Each binpac flow keeps its own `flipped_`, so each direction of delivery flips at most
+    /// once. Returns true when the connection must flip now; unlike service detection this
+    /// looks at every packet, as the analyzer parses every datagram.
+    pub fn ntp_wants_flip(
+        &mut self,
+        pkt: &PacketSummary,
+        from_orig: bool,
+        orig_port: u16,
+        resp_port: u16,
+    ) -> bool {
+        let ports = Ports {
+            orig: orig_port,
+            resp: resp_port,
+        };
+        let data = pkt.payload();
+        if !ports.either(&[123]) || !ntp_message(data, pkt.payload_len as usize) {
+            return false;
+        }
+        let mode = data[0] & 7;
+        let (mismatch, done) = if from_orig {
+            (mode == 4, NTP_FLIPPED_ORIG)
+        } else {
+            (mode == 3, NTP_FLIPPED_RESP)
+        };
+        if !mismatch || self.flags & done != 0 {
+            return false;
+        }
+        self.flags |= done;
+        true
+    }
+
+    /// Notes that Zeek's DNS analyzer runs on this UDP connection (see [`Self::dns_wants_flip`]).
+    pub fn attach_dns(&mut self) {
+        self.flags |= DNS_ATTACHED;
+    }
+
+    /// Zeek's `DNS_Interpreter::ParseMessage`: when the first message the DNS analyzer reads
+    /// (one of at least a header's 12 bytes) is a response sent by the originator, the
+    /// connection is flipped (the caller leaves a connection to a multicast address as it is).
+    /// A query and its response seen in reverse order between two DNS ports (NetBIOS 137 to
+    /// 137, server to server on 53) come out with the querier as the originator.
+    pub fn dns_wants_flip(&mut self, pkt: &PacketSummary, from_orig: bool) -> bool {
+        let data = pkt.payload();
+        if self.flags & (DNS_ATTACHED | DNS_FIRST_DONE) != DNS_ATTACHED
+            || data.len() < 12
+            || pkt.payload_len < 12
+        {
+            return false;
+        }
+        self.flags |= DNS_FIRST_DONE;
+        from_orig && data[2] & 0x80 != 0
     }
 
     /// Confirms a service decided outside this connection's payload (an expected connection

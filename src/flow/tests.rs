@@ -411,16 +411,141 @@ fn timer_heap_stays_bounded_under_a_flood_of_evicted_flows() {
     assert_eq!(out, 200_000, "every flow logged once");
 }
 
+/// An NTP datagram of `mode` between port 123 on both ends (48 bytes, version 4).
+fn ntp(ts: u64, from_client: bool, mode: u8) -> PacketSummary {
+    let mut p = udp(ts, from_client, 48);
+    p.l4 = L4::Udp {
+        src_port: 123,
+        dst_port: 123,
+    };
+    p.snippet[0] = (4 << 3) | mode;
+    p
+}
+
 #[test]
-fn sizes_of_flow_state() {
-    eprintln!(
-        "Conn {} TcpEp {} Side {} ServiceState {} History {} FlowKey {} Cold {}",
-        std::mem::size_of::<super::conn::Conn>(),
-        std::mem::size_of::<super::tcp::TcpEp>(),
-        std::mem::size_of::<super::conn::Side>(),
-        std::mem::size_of::<super::service::ServiceState>(),
-        std::mem::size_of::<crate::types::record::History>(),
-        std::mem::size_of::<super::key::FlowKey>(),
-        std::mem::size_of::<super::cold::Cold>(),
+fn ntp_reply_seen_before_its_request_flips_and_keeps_both_on_the_originator_side() {
+    // Zeek's `misordered-ntp`: the server's reply (mode 4) opens the connection, the NTP
+    // analyzer flips it, and the request that follows is the new originator's.
+    let r = one(&[ntp(0, false, 4), ntp(S, true, 3)]);
+    assert_eq!(r.orig_h.to_string(), C);
+    assert_eq!(r.history.as_str(), "D^");
+    assert_eq!((r.orig_pkts, r.resp_pkts), (2, 0));
+    assert_eq!((r.orig_bytes, r.resp_bytes), (96, 0));
+    assert_eq!(r.conn_state, ConnState::S0);
+    assert_eq!(
+        r.service.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        ["ntp"]
     );
+}
+
+#[test]
+fn ntp_in_order_exchange_does_not_flip() {
+    let r = one(&[ntp(0, true, 3), ntp(S, false, 4), ntp(2 * S, true, 3)]);
+    assert_eq!(r.orig_h.to_string(), C);
+    assert_eq!(r.history.as_str(), "Dd");
+    assert_eq!(r.conn_state, ConnState::SF);
+}
+
+#[test]
+fn ntp_flips_at_most_once_per_direction_of_delivery() {
+    // The first flip was on a message delivered as the originator's; a later server-mode
+    // message delivered as the (new) originator's does not flip again.
+    let r = one(&[ntp(0, false, 4), ntp(S, true, 4)]);
+    assert_eq!(r.history.as_str(), "D^");
+    assert_eq!(r.orig_h.to_string(), C);
+    // A client-mode message from the responder still flips once, on the other flow.
+    let r = one(&[ntp(0, false, 4), ntp(S, false, 3)]);
+    assert_eq!(r.history.as_str(), "D^d^");
+    assert_eq!(r.orig_h.to_string(), SRV);
+}
+
+/// Two distinct tunnel uids, as the dispatcher names outer connections.
+fn two_tunnels() -> [crate::types::record::Uid; 2] {
+    let a = super::key::Endpoints::of_summary(&udp(0, true, 1)).key().0;
+    let mut other = udp(0, true, 1);
+    other.l4 = L4::Udp {
+        src_port: 40001,
+        dst_port: 4789,
+    };
+    let b = super::key::Endpoints::of_summary(&other).key().0;
+    [super::conn_uid(0, &a, 0), super::conn_uid(0, &b, 0)]
+}
+
+/// `n` packets alternating direction, each direction in its own tunnel (as in `vxlan-icmp`).
+fn alternating_tunnels(n: u64) -> Vec<PacketSummary> {
+    let t = two_tunnels();
+    (0..n)
+        .map(|i| {
+            let mut p = udp(i * S, i % 2 == 0, 10);
+            p.parents = [Some(t[(i % 2) as usize]), None];
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn tunnel_changes_beyond_zeeks_limit_write_x() {
+    // Five changes (six packets) raise five `tunnel_changed` events: no letter.
+    assert_eq!(one(&alternating_tunnels(6)).history.as_str(), "Dd");
+    // The sixth change is past `Tunnel::max_changes_per_connection`: `X`, once.
+    assert_eq!(one(&alternating_tunnels(7)).history.as_str(), "DdX");
+    assert_eq!(one(&alternating_tunnels(12)).history.as_str(), "DdX");
+}
+
+#[test]
+fn entering_and_leaving_a_tunnel_is_not_a_change() {
+    let t = two_tunnels();
+    let pkts: Vec<PacketSummary> = (0..12)
+        .map(|i| {
+            let mut p = udp(i * S, i % 2 == 0, 10);
+            if i % 2 == 0 {
+                p.parents = [Some(t[0]), None];
+            }
+            p
+        })
+        .collect();
+    assert_eq!(one(&pkts).history.as_str(), "Dd");
+}
+
+/// A DNS header between port 137 on both ends (NetBIOS name service), query or response.
+fn nbns(ts: u64, from_client: bool, response: bool) -> PacketSummary {
+    let mut p = udp(ts, from_client, 50);
+    p.l4 = L4::Udp {
+        src_port: 137,
+        dst_port: 137,
+    };
+    p.snippet[2] = if response { 0x85 } else { 0x01 };
+    p.snippet[5] = 1;
+    p
+}
+
+#[test]
+fn dns_response_read_first_from_the_originator_flips_once() {
+    // Zeek's `DNS_Interpreter::ParseMessage`: the first message is a response from the
+    // originator, so the querier becomes the originator; later messages change nothing.
+    let r = one(&[
+        nbns(0, false, true),
+        nbns(S, true, false),
+        nbns(2 * S, false, true),
+    ]);
+    assert_eq!(r.orig_h.to_string(), C);
+    assert_eq!(r.history.as_str(), "D^d");
+    // A query first: no flip.
+    let r = one(&[nbns(0, true, false), nbns(S, false, true)]);
+    assert_eq!(
+        (r.orig_h.to_string().as_str(), r.history.as_str()),
+        (C, "Dd")
+    );
+}
+
+#[test]
+fn a_connection_holds_what_every_flow_needs_and_no_more() {
+    // The cold entry (holes, tunnels, a SYN-ACK first) is apart; the rest is what a SYN flood
+    // costs per flow. Raise this bound only with a reason.
+    let size = std::mem::size_of::<super::conn::Conn>();
+    eprintln!(
+        "Conn {size} bytes, Cold {}",
+        std::mem::size_of::<super::cold::Cold>()
+    );
+    assert!(size <= 472, "Conn grew to {size} bytes");
 }

@@ -11,8 +11,8 @@
 //!   transaction id) until a reply with its id arrives; a reply without a waiting query waits
 //!   for a query the same way. A query/reply pair is logged when the second one is read.
 //!   Whatever still waits is logged when the connection ends (its conn.log record is emitted).
-//! - The request fills `query` (lower-cased; NetBIOS names decoded), class, type, `RD`, `TC`
-//!   and `Z`; the reply fills `rcode` and, from answer-section records only, `AA`, `RA`,
+//! - The request fills `query` (lower-cased; NetBIOS names decoded; the last question read,
+//!   each name read as leniently as Zeek's `ExtractName`), class, type, `RD`, `TC` and `Z`; the reply fills `rcode` and, from answer-section records only, `AA`, `RA`,
 //!   `rtt` (first answer's time minus `ts`, unset when zero) and `answers`/`TTLs` in Zeek's
 //!   text forms. A reply with no records at all marks the query `rejected`, as does a non-zero
 //!   rcode in a reply without questions.
@@ -126,10 +126,11 @@ pub fn parse_message(payload: &[u8], ts_ns: u64, ep: Endpoints) -> Option<DnsMsg
     let b = m.bytes();
     let mut pos = 12;
     let mut name = Name::default();
+    let netbios = ep.src_port == 137 || ep.dst_port == 137;
     for _ in 0..msg.qdcount {
-        let Ok(end) = m.read_name(pos, &mut name) else {
-            return Some(msg);
-        };
+        // Zeek reads a question's name leniently (a bad label or pointer ends the name) and
+        // only gives up when no type and class follow.
+        let end = zeek_name(b, pos, netbios, &mut name);
         let Some(f) = b.get(end..end + 4) else {
             return Some(msg);
         };
@@ -169,6 +170,69 @@ pub fn parse_message(payload: &[u8], ts_ns: u64, ep: Endpoints) -> Option<DnsMsg
         }
     }
     Some(msg)
+}
+
+/// Zeek's `DNS_Interpreter::ExtractName` for a question: reads the name at `start` into `out`
+/// (lower-cased, without the trailing dot) and returns where the question's type follows.
+/// Zeek never fails a name: a label longer than 63 bytes (except for NetBIOS), one that runs
+/// past the message or past its 512-byte buffer, or a compression pointer that does not point
+/// before its own label ends the name where it stands, and the question fails only when four
+/// bytes of type and class do not follow. A pointer's target is read no further than the
+/// pointer itself, so every jump shrinks the window and the loop ends.
+fn zeek_name(b: &[u8], start: usize, netbios: bool, out: &mut Name) -> usize {
+    let mut buf = [0u8; 512];
+    // Room left in Zeek's 513-byte buffer (one byte is kept for the terminator).
+    let mut room = 512usize;
+    let mut n = 0usize;
+    let mut pos = start;
+    // The end of the bytes the current (possibly pointed-to) part may read.
+    let mut limit = b.len();
+    // Where the question continues: after the first pointer, or where reading stopped.
+    let mut resume = None;
+    loop {
+        if pos >= limit {
+            break;
+        }
+        let label_at = pos;
+        let len = usize::from(b[pos]);
+        pos += 1;
+        if pos >= limit || len == 0 {
+            break;
+        }
+        if len & 0xc0 == 0xc0 {
+            let target = ((len & 0x3f) << 8) | usize::from(b[pos]);
+            pos += 1;
+            if resume.is_none() {
+                resume = Some(pos);
+            }
+            if target >= label_at {
+                break;
+            }
+            pos = target;
+            limit = label_at;
+            continue;
+        }
+        if len > limit - pos {
+            pos = limit;
+            break;
+        }
+        if (len > 63 && !netbios) || len >= room {
+            break;
+        }
+        buf[n..n + len].copy_from_slice(&b[pos..pos + len]);
+        buf[n + len] = b'.';
+        n += len + 1;
+        room -= len + 1;
+        pos += len;
+    }
+    if n >= 2 && buf[n - 1] == b'.' {
+        n -= 1;
+    }
+    out.clear();
+    for &c in &buf[..n] {
+        out.push_byte(c);
+    }
+    resume.unwrap_or(pos)
 }
 
 /// Appends the text Zeek's `do_reply` logs for one answer record; returns whether `do_reply`
@@ -800,7 +864,9 @@ fn apply(s: &mut Session, c: &Conn, msg: &DnsMsg, is_query: bool) {
     }
     r.opcode = Some(msg.opcode());
     r.netbios = netbios;
-    if msg.questions_ok {
+    // Zeek raises `dns_request` (or `dns_rejected`) for each question it could read, before
+    // a later one fails: the last question read counts even when the section did not parse.
+    {
         if let Some(q) = &msg.question {
             if is_query {
                 r.rd = msg.flags & 0x0100 != 0;
@@ -855,6 +921,68 @@ mod tests {
         }
         assert_eq!(decode_netbios(&enc).unwrap().as_bytes(), b"WORKGROUP");
         assert!(decode_netbios(b"short").is_none());
+    }
+
+    fn ep() -> Endpoints {
+        Endpoints {
+            ip_proto: 17,
+            src: "198.18.0.1".parse().unwrap(),
+            src_port: 40000,
+            dst: "198.18.0.53".parse().unwrap(),
+            dst_port: 53,
+            vlans: crate::flow::key::Vlans::NONE,
+        }
+    }
+
+    /// A query header with `qd` questions, followed by `body`.
+    fn query(qd: u16, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00];
+        m.extend_from_slice(&qd.to_be_bytes());
+        m.extend_from_slice(&[0; 6]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn qname(m: &[u8]) -> Option<String> {
+        let msg = parse_message(m, 0, ep())?;
+        msg.question
+            .map(|q| String::from_utf8_lossy(q.name.as_bytes()).into_owned())
+    }
+
+    #[test]
+    fn question_names_are_read_as_leniently_as_zeek() {
+        // A plain name.
+        let ok = query(1, b"\x03WWW\x07example\x03com\x00\x00\x01\x00\x01");
+        assert_eq!(qname(&ok).as_deref(), Some("www.example.com"));
+        // A compression pointer that points forward ends the name; type and class follow it.
+        let fwd = query(1, b"\x04host\xc0\x30\x00\x01\x00\x01");
+        assert_eq!(qname(&fwd).as_deref(), Some("host"));
+        // A label longer than 63 bytes ends the name where it stands (what follows its
+        // length byte is read as type and class).
+        let mut long = b"\x02ab\x50".to_vec();
+        long.extend_from_slice(&[b'x'; 84]);
+        assert_eq!(qname(&query(1, &long)).as_deref(), Some("ab"));
+        // One that runs past the message leaves no room for type and class.
+        long.truncate(8);
+        assert_eq!(qname(&query(1, &long)), None);
+        // No room for the type and class: the question is not read.
+        assert_eq!(qname(&query(1, b"\x04host\x00\x00\x01")), None);
+        // A pointer back to an earlier question's name.
+        let mut two = b"\x04host\x00\x00\x01\x00\x01".to_vec();
+        two.extend_from_slice(b"\x03www\xc0\x0c\x00\x1c\x00\x01");
+        let m = parse_message(&query(2, &two), 0, ep()).unwrap();
+        assert_eq!(m.question.unwrap().name.as_bytes(), b"www.host");
+        assert_eq!(m.question.unwrap().qtype, 28);
+    }
+
+    #[test]
+    fn a_question_read_before_a_broken_one_still_names_the_session() {
+        // Zeek raises `dns_request` for the first question before the second one fails.
+        let mut body = b"\x04host\x00\x00\x01\x00\x01".to_vec();
+        body.extend_from_slice(b"\x03www");
+        let m = parse_message(&query(2, &body), 0, ep()).unwrap();
+        assert!(!m.questions_ok);
+        assert_eq!(m.question.unwrap().name.as_bytes(), b"host");
     }
 
     #[test]
