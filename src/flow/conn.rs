@@ -296,42 +296,36 @@ impl Conn {
         self.history.push(b'^');
     }
 
+    /// One end of the key: its `hi` end or its `lo` end.
+    #[inline]
+    fn key_end_addr(&self, hi: bool) -> (IpAddr, u16) {
+        if hi {
+            (self.key.hi_addr, self.key.hi_port)
+        } else {
+            (self.key.lo_addr, self.key.lo_port)
+        }
+    }
+
     /// The originator's address.
     #[inline]
     pub fn orig(&self) -> IpAddr {
-        if self.orig_hi {
-            self.key.hi_addr
-        } else {
-            self.key.lo_addr
-        }
+        self.key_end_addr(self.orig_hi).0
     }
 
     #[inline]
     pub fn orig_port(&self) -> u16 {
-        if self.orig_hi {
-            self.key.hi_port
-        } else {
-            self.key.lo_port
-        }
+        self.key_end_addr(self.orig_hi).1
     }
 
     /// The responder's address.
     #[inline]
     pub fn resp(&self) -> IpAddr {
-        if self.orig_hi {
-            self.key.lo_addr
-        } else {
-            self.key.hi_addr
-        }
+        self.key_end_addr(!self.orig_hi).0
     }
 
     #[inline]
     pub fn resp_port(&self) -> u16 {
-        if self.orig_hi {
-            self.key.lo_port
-        } else {
-            self.key.hi_port
-        }
+        self.key_end_addr(!self.orig_hi).1
     }
 
     /// Swaps the endpoints and records `^` but leaves every counter where it is: when an
