@@ -26,6 +26,9 @@ const RECENT_FLOWS: usize = 64;
 
 /// How many slots a live capture touches up front (see [`Shard::prefault`]).
 const PREFAULT_SLOTS: usize = 1 << 16;
+/// Timers a packet runs before it is applied, at most ([`Shard::advance_some`]): a mass timeout
+/// is spread over the packets that follow it (and the worker's ticks) instead of being one batch.
+pub(super) const EXPIRE_PER_PACKET: usize = 64;
 
 /// The small per-slot state kept apart from the connection itself.
 #[derive(Clone, Copy)]
@@ -81,6 +84,8 @@ pub struct Shard {
     recent: [(u32, u32); RECENT_FLOWS],
     recent_next: usize,
     counters: FlowCounters,
+    /// The latest time timers were run to: the end of input runs what is still due by then.
+    clock_ns: u64,
 }
 
 impl Shard {
@@ -106,6 +111,7 @@ impl Shard {
             recent: [(NIL, 0); RECENT_FLOWS],
             recent_next: 0,
             counters: FlowCounters::default(),
+            clock_ns: 0,
         }
     }
 
@@ -126,12 +132,18 @@ impl Shard {
         if !pkt.checksum_ok {
             self.counters.bad_checksum += 1;
         }
-        self.advance(pkt.ts_ns, out);
+        self.advance_some(pkt.ts_ns, EXPIRE_PER_PACKET, out);
 
         let ep = Endpoints::of_summary(pkt);
         let (key, _) = ep.key();
         let hash = self.hash(&key);
         let idx = match self.find(&key, hash) {
+            // A mass timeout is spread over the following packets, so this packet's own
+            // connection may still wait for timers due before it: they run first, as they
+            // would have had every due timer run before this packet.
+            Some(i) if self.expire_overdue(i, pkt.ts_ns, out) => {
+                self.insert(key, hash, pkt, &ep, out)
+            }
             Some(i) => {
                 let c = &self.conns[i as usize];
                 let is_orig = c.is_orig(pkt, ep.src_port);
@@ -193,10 +205,31 @@ impl Shard {
 
     /// Expires every flow whose deadline is at or before `now_ns`.
     pub fn advance(&mut self, now_ns: u64, out: &mut impl FnMut(ConnRecord)) {
+        self.advance_some(now_ns, usize::MAX, out);
+    }
+
+    /// Runs at most `budget` of the timers due at or before `now_ns`, earliest first, and
+    /// says whether due ones are left. A mass timeout (a million flows that went quiet in the
+    /// same second) then costs each call a bounded batch instead of stalling the worker for
+    /// the whole burst while its ring fills. What is left stays correct in the meantime: a
+    /// packet of an overdue flow expires it first ([`Shard::process`]), and a full table
+    /// expires due flows before it evicts a live one.
+    pub fn advance_some(
+        &mut self,
+        now_ns: u64,
+        budget: usize,
+        out: &mut impl FnMut(ConnRecord),
+    ) -> bool {
+        self.clock_ns = self.clock_ns.max(now_ns);
+        let mut left = budget;
         while let Some(&Reverse((at, idx, gen))) = self.timers.peek() {
             if at > now_ns {
-                break;
+                return false;
             }
+            if left == 0 {
+                return true;
+            }
+            left -= 1;
             self.timers.pop();
             let m = self.meta[idx as usize];
             let conn = &mut self.conns[idx as usize];
@@ -212,10 +245,34 @@ impl Shard {
                 Expiry::Keep => self.schedule(idx),
             }
         }
+        false
     }
 
-    /// End of input: emits every flow, oldest activity first.
+    /// Runs the timers of the flow in slot `idx` that are due at or before `now_ns` (its
+    /// queued entry, if any, goes stale and is skipped when it comes up). True when the flow
+    /// was removed.
+    fn expire_overdue(&mut self, idx: u32, now_ns: u64, out: &mut impl FnMut(ConnRecord)) -> bool {
+        loop {
+            let at = self.conns[idx as usize].timer_at;
+            if at > now_ns {
+                return false;
+            }
+            self.conns[idx as usize].timer_at = u64::MAX;
+            match self.conns[idx as usize].run_timers(at) {
+                Expiry::Remove => {
+                    self.remove(idx, out);
+                    self.counters.flows_expired += 1;
+                    return true;
+                }
+                Expiry::Keep => self.schedule(idx),
+            }
+        }
+    }
+
+    /// End of input: runs the timers still due (a spread-out mass timeout may have left
+    /// some), then emits every flow, oldest activity first.
     pub fn flush(&mut self, out: &mut impl FnMut(ConnRecord)) {
+        self.advance(self.clock_ns, out);
         while self.lru_head != NIL {
             self.remove(self.lru_head, out);
         }
@@ -236,6 +293,11 @@ impl Shard {
         ep: &Endpoints,
         out: &mut impl FnMut(ConnRecord),
     ) -> u32 {
+        // A full table first expires flows whose timeout is already due (their expiry may be
+        // waiting behind a spread-out mass timeout), so a live flow is evicted only when none is.
+        while self.index.len() >= self.cfg.max_flows.max(1) && self.advance_some(pkt.ts_ns, 1, out)
+        {
+        }
         if self.index.len() >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
             // The table is full: the least recently active flow makes room, and is logged.
             self.remove(self.lru_head, out);

@@ -2,6 +2,7 @@
 
 use super::key::Vlans;
 use super::summary::{PacketSummary, SNIPPET_LEN};
+use super::table::EXPIRE_PER_PACKET;
 use super::{FlowConfig, Shard};
 use crate::decode::L4;
 use crate::types::record::{ConnRecord, ConnState};
@@ -548,4 +549,116 @@ fn a_connection_holds_what_every_flow_needs_and_no_more() {
         std::mem::size_of::<super::cold::Cold>()
     );
     assert!(size <= 472, "Conn grew to {size} bytes");
+}
+
+/// `n` one-packet UDP flows at `S`, from distinct client ports.
+fn quiet_udp_flows(n: u16) -> Vec<PacketSummary> {
+    (0..n)
+        .map(|i| {
+            let mut p = udp(S, true, 1);
+            p.l4 = L4::Udp {
+                src_port: 1000 + i,
+                dst_port: 9999,
+            };
+            p
+        })
+        .collect()
+}
+
+/// A mass timeout is spread: a packet runs a bounded batch of the due timers, a packet of an
+/// overdue flow still finds it expired (a new connection, as if every timer had run first),
+/// and in the end every flow is logged exactly as without spreading.
+#[test]
+fn a_mass_timeout_is_spread_over_the_packets_after_it() {
+    let n = 2_000u16;
+    let flows = quiet_udp_flows(n);
+    let later = 200 * S; // past the 60 s UDP inactivity timeout of every flow
+
+    let mut shard = Shard::new(&FlowConfig::default());
+    let mut out = Vec::new();
+    for p in &flows {
+        shard.process(p, &mut |r| out.push(r));
+    }
+    assert!(out.is_empty());
+    // A packet of an unrelated new flow runs only a batch of the due timers.
+    let mut other = udp(later, true, 1);
+    other.l4 = L4::Udp {
+        src_port: 7,
+        dst_port: 7,
+    };
+    shard.process(&other, &mut |r| out.push(r));
+    assert!(
+        !out.is_empty() && out.len() <= EXPIRE_PER_PACKET,
+        "{} records from one packet",
+        out.len()
+    );
+    // The last flow's timer is still queued, but its next packet opens a new connection.
+    let mut again = flows[usize::from(n) - 1];
+    again.ts_ns = later + 1;
+    shard.process(&again, &mut |r| out.push(r));
+    shard.flush(&mut |r| out.push(r));
+
+    // The same packets with every due timer run at once.
+    let mut reference = Vec::new();
+    let mut whole = Shard::new(&FlowConfig::default());
+    for p in &flows {
+        whole.process(p, &mut |r| reference.push(r));
+    }
+    whole.advance(later, &mut |r| reference.push(r));
+    whole.process(&other, &mut |r| reference.push(r));
+    whole.process(&again, &mut |r| reference.push(r));
+    whole.flush(&mut |r| reference.push(r));
+
+    let key = |r: &ConnRecord| (r.orig_p, r.resp_p, r.ts_ns, r.duration_ns, r.orig_pkts);
+    let mut a: Vec<_> = out.iter().map(key).collect();
+    let mut b: Vec<_> = reference.iter().map(key).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(
+        a.len(),
+        usize::from(n) + 2,
+        "every flow, the new one and the reused port"
+    );
+    assert_eq!(a, b);
+    assert_eq!(shard.counters().flows_expired, u64::from(n));
+}
+
+/// A full table expires a flow whose timeout is due before it evicts a live one, even when
+/// the packet's own batch of timers was spent on stale entries (those a flood of evictions
+/// leaves queued).
+#[test]
+fn a_full_table_expires_due_flows_before_evicting() {
+    let cfg = FlowConfig {
+        max_flows: 100,
+        ..FlowConfig::default()
+    };
+    let mut shard = Shard::new(&cfg);
+    let mut out = Vec::new();
+    for p in &quiet_udp_flows(100) {
+        shard.process(p, &mut |r| out.push(r));
+    }
+    // A second hundred a second later evicts the first: their timers stay queued, stale.
+    for i in 0..100u16 {
+        let mut p = udp(2 * S, true, 1);
+        p.l4 = L4::Udp {
+            src_port: 20_000 + i,
+            dst_port: 9999,
+        };
+        shard.process(&p, &mut |r| out.push(r));
+    }
+    assert_eq!(shard.counters().flows_evicted, 100);
+    // Past every timeout: the first packet's batch meets only stale entries, yet the table
+    // makes room by expiring a due flow, not by evicting one.
+    for i in 0..90u16 {
+        let mut p = udp(200 * S + u64::from(i), true, 1);
+        p.l4 = L4::Udp {
+            src_port: 30_000 + i,
+            dst_port: 9999,
+        };
+        shard.process(&p, &mut |r| out.push(r));
+    }
+    let c = shard.counters();
+    assert_eq!(c.flows_evicted, 100, "only due flows made room");
+    assert_eq!((c.flows_expired + c.flows_evicted) as usize, out.len());
+    assert_eq!(c.flows_expired, 100);
 }
