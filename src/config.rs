@@ -57,7 +57,7 @@
 //! max_flows = 1048576
 //! conn_key = "vlan"        # 5-tuple + VLAN ids, as Zeek 8's frameworks/conn_key/vlan_fivetuple
 //! [names]
-//! max_entries = 131072
+//! max_entries = 1048576
 //! ```
 
 use crate::context::{ContextConfig, ExtraColumn};

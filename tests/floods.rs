@@ -107,6 +107,54 @@ fn dns_flood(n: u32) -> Trace {
     t
 }
 
+/// `n` DNS answers in one resolver → client flow, each giving a new name to a new address
+/// (the first 131 072 IPv4 in 198.18.0.0/15, then IPv6 in fd00::/8), like
+/// `../shared/bench/mkflood.py dns`: what grows is the name cache alone.
+fn dns_answers(n: u32) -> Trace {
+    let mut t = Trace::new();
+    for i in 0..n {
+        let name = format!("h{i}.example.test");
+        let mut dns = Vec::with_capacity(64);
+        dns.extend_from_slice(&(i as u16).to_be_bytes());
+        dns.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            dns.push(label.len() as u8);
+            dns.extend_from_slice(label.as_bytes());
+        }
+        dns.push(0);
+        let (qtype, rdata): (u16, Vec<u8>) = if i < 1 << 17 {
+            (1, client(i).octets().to_vec())
+        } else {
+            let mut a = [0u8; 16];
+            a[0] = 0xfd;
+            a[12..].copy_from_slice(&i.to_be_bytes());
+            (28, a.to_vec())
+        };
+        dns.extend_from_slice(&qtype.to_be_bytes());
+        dns.extend_from_slice(&[0, 1, 0xc0, 0x0c]);
+        dns.extend_from_slice(&qtype.to_be_bytes());
+        dns.extend_from_slice(&[0, 1, 0, 0, 0x0e, 0x10]);
+        dns.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        dns.extend_from_slice(&rdata);
+        let mut udp = Vec::with_capacity(8 + dns.len());
+        udp.extend_from_slice(&53u16.to_be_bytes());
+        udp.extend_from_slice(&10_000u16.to_be_bytes());
+        udp.extend_from_slice(&(8 + dns.len() as u16).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&dns);
+        let f = ipv4_frame(
+            Ipv4Addr::new(198, 19, 255, 253),
+            Ipv4Addr::new(198, 19, 255, 1),
+            17,
+            i as u16,
+            0,
+            &udp,
+        );
+        t.push_frame(1_000_000_000 + u64::from(i) * 900, f);
+    }
+    t
+}
+
 /// Runs `nameflow read` and returns its peak resident memory (KiB) and stderr.
 ///
 /// The peak is `VmHWM` from `/proc/<pid>/status`, sampled until the process exits (it only
@@ -248,5 +296,52 @@ fn dns_flood_is_held_by_the_name_cache_cap() {
     assert!(
         evictions >= u64::from(SIZES[2]) - 5000 - 100,
         "name-cache evictions are reported in namecache.log: {row}"
+    );
+}
+
+/// Issue 13's bound: a cached address costs at most 128 bytes of resident memory at 1M
+/// addresses (names interned, the first history item in the address's own slot, tables
+/// reserved at `--name-max-entries`), with the default cap holding all of them.
+#[test]
+fn a_cached_address_costs_at_most_128_bytes_at_a_million() {
+    const N: u32 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rss = Vec::new();
+    let mut text = String::new();
+    let mut out_dir = None;
+    for n in [1, N] {
+        let pcap = dir.path().join(format!("answers-{n}.pcap"));
+        dns_answers(n)
+            .write_pcap(&pcap, TsResolution::Micro)
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (kib, t) = peak_rss(&pcap, out.path(), &["--logs", "conn,namecache"]);
+        std::fs::remove_file(&pcap).unwrap();
+        eprintln!("dns answers: {n} -> peak RSS {kib} KiB");
+        rss.push(kib);
+        text = t;
+        out_dir = Some(out);
+    }
+    let per = (rss[1] - rss[0]) as f64 * 1024.0 / f64::from(N - 1);
+    eprintln!("{per:.1} bytes per cached address");
+    let log = std::fs::read_to_string(out_dir.unwrap().path().join("namecache.log"))
+        .unwrap_or_else(|e| panic!("namecache.log: {e}; {text}"));
+    let last = log.lines().rfind(|l| !l.starts_with('#')).expect("a row");
+    let header = log
+        .lines()
+        .find_map(|l| l.strip_prefix("#fields\t"))
+        .expect("TSV header");
+    let field = |name: &str| -> u64 {
+        let col = header.split('\t').position(|c| c == name).expect(name);
+        last.split('\t').nth(col).unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        (field("entries"), field("evictions")),
+        (u64::from(N), 0),
+        "the default --name-max-entries holds a million addresses: {last}"
+    );
+    assert!(
+        per <= 128.0,
+        "{per:.1} bytes per cached address ({rss:?} KiB for 1 and {N} answers)"
     );
 }

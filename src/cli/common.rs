@@ -256,8 +256,8 @@ pub struct NameArgs {
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub name_ttl_cap: String,
     /// Addresses each worker's name cache holds at most; the least recently used is evicted
-    /// beyond it (memory: about 1.3 KiB per address).
-    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    /// beyond it (memory: about 120 bytes per address with one name).
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     pub name_max_entries: usize,
     /// How long after a connection's first packet a name still counts as the one it had
     /// (a DNS answer handled on another core just after the SYN).

@@ -564,7 +564,7 @@ mod tests {
             "ring_size = 2048",
             "max_flows = 1048576",
             "conn_key = \"default\"",
-            "max_entries = 131072",
+            "max_entries = 1048576",
         ] {
             assert!(text.contains(key), "{key} missing:\n{text}");
         }

@@ -2,9 +2,12 @@
 //!
 //! Each address keeps a short history of names ordered by the time each was first proven, so
 //! that a lookup answers "which name did this address have at that instant" even after the
-//! address changed name. Addresses live in preallocated-as-needed slots with a hard bound
-//! (`max_entries`) and a least-recently-used list: at the bound the least recently used
-//! address is evicted. Names live in an arena bounded at twice that, so memory is bounded.
+//! address changed name. Addresses live in slots reserved up front for `max_entries` (pages
+//! become resident as they fill) with a least-recently-used list: at the bound the least
+//! recently used address is evicted. A slot holds its first history item itself and chains
+//! the others from a pool, so the common address with one name costs one slot. Names and
+//! asking clients are interned ([`Interner`]): each distinct one is stored once and items
+//! point at it, so memory is bounded by the caps and not by how often a name repeats.
 //! Items expire `clamp(TTL, floor, cap)` after their last proof; an incremental sweep, a few
 //! thousand slots per call, frees them.
 //!
@@ -13,15 +16,18 @@
 //! Items are freed only an hour after they expire, so which items a replica still holds
 //! (sweep timing, arrival order) does not change an answer for connections shorter than that.
 
+use super::store::{Id, Interner};
 use super::{Evidence, Name, NameSource, NamesConfig};
-use hashbrown::HashMap;
-use std::net::IpAddr;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Names kept per address.
 pub const HISTORY: usize = 8;
 const NIL: u32 = u32::MAX;
-/// Slots allocated up front; the table grows up to `max_entries`.
-const INITIAL_SLOTS: usize = 4096;
+/// The place of a slot's own item among the item references ([`Replica::refs`]); pool links
+/// are numbered below it.
+const INLINE: u32 = u32::MAX - 1;
 /// Slots visited by one sweep call at most.
 const SWEEP_SLOTS: usize = 4096;
 /// Packet time in which the sweep visits every slot once. Items are freed only an hour
@@ -31,30 +37,129 @@ const SWEEP_PERIOD_NS: u64 = 60_000_000_000;
 /// How long an expired item is kept before it is freed: records are produced when a
 /// connection ends, and a lookup must see what was alive when it started.
 pub const RETAIN_NS: u64 = 3_600_000_000_000;
+/// Arena bytes reserved per name the name table holds (a 24-byte name takes 32).
+const NAME_ARENA_PER_ENTRY: usize = 40;
+/// Distinct asking clients a replica holds (at least; their ids take 24 bits of an item).
+/// Beyond them a DNS answer is kept without its client: lookups by that client fall back to
+/// the address's newest name instead of evicting addresses to make room.
+const MAX_CLIENTS: usize = 1 << 16;
+/// An item's client field: no client, or one the interner does not hold (matches no item).
+const NO_CLIENT: u32 = 0xff_ffff;
+const UNKNOWN_CLIENT: u32 = 0xff_fffe;
 
+/// One name of an address's history: 40 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Item {
-    /// Index into the name arena.
-    name: u32,
-    source: NameSource,
-    /// Earliest and latest proof.
+    /// Earliest proof.
     first_ns: u64,
-    last_ns: u64,
     expires_ns: u64,
     /// Time of the last proof the other replicas were sent (or that came from them).
     sent_ns: u64,
-    client: Option<IpAddr>,
     /// Smallest dispatcher clock among the proofs.
     clk_ns: u64,
+    /// The interned name; [`NIL`] in a slot without its own item.
+    name: Id,
+    /// The interned asking client ([`NO_CLIENT`] for none) above the source's byte.
+    tag: u32,
 }
 
+impl Item {
+    fn source(&self) -> NameSource {
+        NameSource::ALL[(self.tag & 0xff) as usize]
+    }
+
+    fn client(&self) -> u32 {
+        self.tag >> 8
+    }
+}
+
+/// A further history item of a slot, chained from its slot.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    item: Item,
+    next: u32,
+}
+
+/// One address: 72 bytes with its first item.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    addr: IpAddr,
-    items: [Option<Item>; HISTORY],
+    first: Item,
+    addr: [u8; 16],
     prev: u32,
     next: u32,
+    /// The chain of further items ([`NIL`]: none).
+    more: u32,
+    v4: bool,
     live: bool,
+}
+
+impl Slot {
+    fn ip(&self) -> IpAddr {
+        if self.v4 {
+            IpAddr::V4(Ipv4Addr::new(
+                self.addr[0],
+                self.addr[1],
+                self.addr[2],
+                self.addr[3],
+            ))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.addr))
+        }
+    }
+
+    fn new(addr: IpAddr) -> Slot {
+        let (bytes, v4) = match addr {
+            IpAddr::V4(a) => {
+                let mut b = [0; 16];
+                b[..4].copy_from_slice(&a.octets());
+                (b, true)
+            }
+            IpAddr::V6(a) => (a.octets(), false),
+        };
+        Slot {
+            first: EMPTY_ITEM,
+            addr: bytes,
+            prev: NIL,
+            next: NIL,
+            more: NIL,
+            v4,
+            live: true,
+        }
+    }
+}
+
+const EMPTY_ITEM: Item = Item {
+    first_ns: 0,
+    expires_ns: 0,
+    sent_ns: 0,
+    clk_ns: 0,
+    name: NIL,
+    tag: NO_CLIENT << 8,
+};
+
+/// The interner key of a client address: its family's length, then its bytes.
+fn client_key(a: IpAddr, buf: &mut [u8; 17]) -> &[u8] {
+    match a {
+        IpAddr::V4(v) => {
+            buf[0] = 4;
+            buf[1..5].copy_from_slice(&v.octets());
+            &buf[..5]
+        }
+        IpAddr::V6(v) => {
+            buf[0] = 16;
+            buf[1..17].copy_from_slice(&v.octets());
+            &buf[..17]
+        }
+    }
+}
+
+/// A name as stored (already normalised by whoever proved it), spelled as it is.
+fn name_of(bytes: &[u8]) -> Name {
+    let mut n = Name::default();
+    for &b in bytes {
+        n.push_raw(b);
+    }
+    n
 }
 
 /// Sources that mostly confirm a DNS name; the first to go when an address's history is full.
@@ -93,7 +198,7 @@ pub struct ReplicaStats {
     pub entries: u64,
     /// Names held (history items).
     pub names: u64,
-    /// Bytes the replica's tables hold (allocated capacity).
+    /// Bytes the replica's tables hold in use (reserved but untouched space not counted).
     pub bytes: u64,
     /// Addresses evicted at the bound.
     pub evictions: u64,
@@ -110,18 +215,27 @@ pub struct Found {
     pub source: NameSource,
 }
 
+/// The item references of one slot ([`INLINE`] or a pool link), in chain order.
+type Refs = ([u32; HISTORY], usize);
+
 /// One worker's replica.
 pub struct Replica {
     cfg: NamesConfig,
-    index: HashMap<IpAddr, u32>,
+    /// Slot numbers, hashed by address.
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    pool: Vec<Link>,
+    free_links: Vec<u32>,
+    max_links: usize,
     /// Least recently used first.
     head: u32,
     tail: u32,
-    names: Vec<Name>,
-    free_names: Vec<u32>,
-    max_names: usize,
+    names: Interner,
+    clients: Interner,
+    /// History items held.
+    items: usize,
     sweep_at: usize,
     /// Packet time up to which the sweep has done its share of the slots.
     swept_to_ns: u64,
@@ -129,19 +243,24 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// A replica with room reserved for `max_entries` addresses, as many further history
+    /// items, and the names they point at.
     pub fn new(cfg: &NamesConfig) -> Replica {
         let max = cfg.max_entries.max(1);
-        let initial = max.min(INITIAL_SLOTS);
         Replica {
             cfg: cfg.clone(),
-            index: HashMap::with_capacity(initial),
-            slots: Vec::with_capacity(initial),
+            index: HashTable::with_capacity(max),
+            hasher: DefaultHashBuilder::default(),
+            slots: Vec::with_capacity(max),
             free: Vec::new(),
+            pool: Vec::with_capacity(max),
+            free_links: Vec::new(),
+            max_links: max,
             head: NIL,
             tail: NIL,
-            names: Vec::with_capacity(initial),
-            free_names: Vec::new(),
-            max_names: max * 2,
+            names: Interner::new(max, NAME_ARENA_PER_ENTRY),
+            clients: Interner::new(MAX_CLIENTS, Interner::entry_bytes(17)),
+            items: 0,
             sweep_at: 0,
             swept_to_ns: 0,
             stats: ReplicaStats::default(),
@@ -156,20 +275,131 @@ impl Replica {
     pub fn stats(&self) -> ReplicaStats {
         let mut s = self.stats;
         s.entries = self.index.len() as u64;
-        s.names = (self.names.len() - self.free_names.len()) as u64;
-        s.bytes = (self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.index.capacity() * (std::mem::size_of::<(IpAddr, u32)>() + 1)
-            + self.names.capacity() * std::mem::size_of::<Name>()
-            + (self.free.capacity() + self.free_names.capacity()) * 4) as u64;
+        s.names = self.items as u64;
+        s.bytes = (self.slots.len() * std::mem::size_of::<Slot>()
+            + self.pool.len() * std::mem::size_of::<Link>()
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.names.bytes()
+            + self.clients.bytes()
+            + (self.free.capacity() + self.free_links.capacity()) * 4) as u64;
         s
     }
 
-    /// Bytes one address with one name costs (for namecache.log and docs).
+    /// Bytes one address with one name of 24 bytes costs (for namecache.log and docs): its
+    /// slot, its name and the two table buckets that find them.
     pub fn bytes_per_entry() -> u64 {
         (std::mem::size_of::<Slot>()
-            + std::mem::size_of::<(IpAddr, u32)>()
-            + 1
-            + std::mem::size_of::<Name>()) as u64
+            + Interner::entry_bytes(24)
+            + 2 * (std::mem::size_of::<u32>() + 1)) as u64
+    }
+
+    fn find_slot(&self, addr: IpAddr) -> Option<u32> {
+        let hash = self.hasher.hash_one(addr);
+        self.index
+            .find(hash, |&i| self.slots[i as usize].ip() == addr)
+            .copied()
+    }
+
+    /// The item references of slot `si`.
+    fn refs(&self, si: u32) -> Refs {
+        let s = &self.slots[si as usize];
+        let mut out = ([NIL; HISTORY], 0);
+        if s.first.name != NIL {
+            out.0[0] = INLINE;
+            out.1 = 1;
+        }
+        let mut l = s.more;
+        while l != NIL && out.1 < HISTORY {
+            out.0[out.1] = l;
+            out.1 += 1;
+            l = self.pool[l as usize].next;
+        }
+        out
+    }
+
+    fn item(&self, si: u32, r: u32) -> &Item {
+        if r == INLINE {
+            &self.slots[si as usize].first
+        } else {
+            &self.pool[r as usize].item
+        }
+    }
+
+    fn item_mut(&mut self, si: u32, r: u32) -> &mut Item {
+        if r == INLINE {
+            &mut self.slots[si as usize].first
+        } else {
+            &mut self.pool[r as usize].item
+        }
+    }
+
+    /// Copies of the items of slot `si` (for ranking without holding a borrow).
+    fn items_of(&self, si: u32) -> ([Item; HISTORY], usize) {
+        let (refs, n) = self.refs(si);
+        let mut out = [EMPTY_ITEM; HISTORY];
+        for (k, &r) in refs[..n].iter().enumerate() {
+            out[k] = *self.item(si, r);
+        }
+        (out, n)
+    }
+
+    /// Adds an item to slot `si` (it has fewer than [`HISTORY`]); false when the pool is full.
+    fn push_item(&mut self, si: u32, it: Item) -> bool {
+        if self.slots[si as usize].first.name == NIL {
+            self.slots[si as usize].first = it;
+        } else {
+            let link = Link {
+                item: it,
+                next: self.slots[si as usize].more,
+            };
+            let l = match self.free_links.pop() {
+                Some(l) => {
+                    self.pool[l as usize] = link;
+                    l
+                }
+                None if self.pool.len() < self.max_links => {
+                    self.pool.push(link);
+                    (self.pool.len() - 1) as u32
+                }
+                None => return false,
+            };
+            self.slots[si as usize].more = l;
+        }
+        self.items += 1;
+        true
+    }
+
+    /// Removes item `r` of slot `si` and drops its references.
+    fn drop_item(&mut self, si: u32, r: u32) {
+        let it = *self.item(si, r);
+        self.names.release(it.name);
+        if it.client() < UNKNOWN_CLIENT {
+            self.clients.release(it.client());
+        }
+        self.items -= 1;
+        let more = self.slots[si as usize].more;
+        if r == INLINE {
+            // The first chained item moves into the slot.
+            if more == NIL {
+                self.slots[si as usize].first = EMPTY_ITEM;
+            } else {
+                let link = self.pool[more as usize];
+                self.slots[si as usize].first = link.item;
+                self.slots[si as usize].more = link.next;
+                self.free_links.push(more);
+            }
+            return;
+        }
+        if more == r {
+            self.slots[si as usize].more = self.pool[r as usize].next;
+        } else {
+            let mut p = more;
+            while self.pool[p as usize].next != r {
+                p = self.pool[p as usize].next;
+            }
+            self.pool[p as usize].next = self.pool[r as usize].next;
+        }
+        self.free_links.push(r);
     }
 
     fn unlink(&mut self, i: u32) {
@@ -204,19 +434,17 @@ impl Replica {
         }
     }
 
-    fn free_item(&mut self, it: &Item) {
-        self.free_names.push(it.name);
-    }
-
     fn remove_slot(&mut self, i: u32) {
         self.unlink(i);
-        let s = self.slots[i as usize];
-        for it in s.items.iter().flatten() {
-            self.free_item(it);
+        while self.slots[i as usize].first.name != NIL {
+            self.drop_item(i, INLINE);
         }
+        let addr = self.slots[i as usize].ip();
         self.slots[i as usize].live = false;
-        self.slots[i as usize].items = [None; HISTORY];
-        self.index.remove(&s.addr);
+        let hash = self.hasher.hash_one(addr);
+        if let Ok(e) = self.index.find_entry(hash, |&k| k == i) {
+            e.remove();
+        }
         self.free.push(i);
     }
 
@@ -230,39 +458,54 @@ impl Replica {
         true
     }
 
-    fn alloc_name(&mut self, n: Name, keep: u32) -> Option<u32> {
+    /// Frees the least recently used address to make room, but never `keep` (the one being
+    /// written to); false when there is nothing else to free.
+    fn make_room(&mut self, keep: u32) -> bool {
+        self.head != keep && self.evict_lru()
+    }
+
+    fn intern_name(&mut self, name: &Name, keep: u32) -> Option<Id> {
         loop {
-            if let Some(i) = self.free_names.pop() {
-                self.names[i as usize] = n;
-                return Some(i);
+            if let Some(id) = self.names.intern(name.as_bytes()) {
+                return Some(id);
             }
-            if self.names.len() < self.max_names {
-                self.names.push(n);
-                return Some((self.names.len() - 1) as u32);
-            }
-            // The arena is full: free the least recently used address, but never the one
-            // being written to.
-            if self.head == keep || !self.evict_lru() {
+            if !self.make_room(keep) {
                 return None;
             }
         }
     }
 
+    fn intern_client(&mut self, client: Option<IpAddr>) -> u32 {
+        let Some(c) = client else {
+            return NO_CLIENT;
+        };
+        let mut buf = [0; 17];
+        self.clients
+            .intern(client_key(c, &mut buf))
+            .unwrap_or(NO_CLIENT)
+    }
+
+    /// The client field items proven for `client` carry ([`UNKNOWN_CLIENT`] when no item
+    /// has that client).
+    fn client_tag(&self, client: Option<IpAddr>) -> u32 {
+        let Some(c) = client else {
+            return NO_CLIENT;
+        };
+        let mut buf = [0; 17];
+        self.clients
+            .find(client_key(c, &mut buf))
+            .unwrap_or(UNKNOWN_CLIENT)
+    }
+
     fn slot_for(&mut self, addr: IpAddr) -> u32 {
-        if let Some(&i) = self.index.get(&addr) {
+        if let Some(i) = self.find_slot(addr) {
             self.touch(i);
             return i;
         }
         if self.index.len() >= self.cfg.max_entries.max(1) {
             self.evict_lru();
         }
-        let fresh = Slot {
-            addr,
-            items: [None; HISTORY],
-            prev: NIL,
-            next: NIL,
-            live: true,
-        };
+        let fresh = Slot::new(addr);
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = fresh;
@@ -273,44 +516,52 @@ impl Replica {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(addr, i);
+        let hash = self.hasher.hash_one(addr);
+        let Replica {
+            index,
+            hasher,
+            slots,
+            ..
+        } = self;
+        index.insert_unique(hash, i, |&k| hasher.hash_one(slots[k as usize].ip()));
         self.push_tail(i);
         i
+    }
+
+    /// The reference of the item of slot `si` with this name, client field and PTR-ness.
+    fn find_item(&self, si: u32, name: Option<Id>, client: u32, is_ptr: bool) -> Option<u32> {
+        let name = name?;
+        let (refs, n) = self.refs(si);
+        refs[..n].iter().copied().find(|&r| {
+            let it = self.item(si, r);
+            it.name == name && it.client() == client && (it.source() == NameSource::Ptr) == is_ptr
+        })
     }
 
     /// Inserts one proven mapping. `from_peer` marks evidence another worker replicated (the
     /// others already have it).
     ///
     /// An address keeps one item per distinct (name, asking client, PTR or not); proofs of the
-    /// same item merge (earliest and latest proof, longest expiry). The client is kept only
-    /// for DNS lookups (A, AAAA, CNAME), the only sources a client "looked up". Merging into
-    /// keys rather than into neighbours in time makes the history a function of the set of
-    /// proofs, whatever order they arrive in.
+    /// same item merge (earliest proof, longest expiry). The client is kept only for DNS
+    /// lookups (A, AAAA, CNAME), the only sources a client "looked up". Merging into keys
+    /// rather than into neighbours in time makes the history a function of the set of proofs,
+    /// whatever order they arrive in.
     pub fn insert(&mut self, ev: &Evidence, from_peer: bool) -> Inserted {
         let life = self.cfg.lifetime_ns(ev.ttl_s);
         let si = self.slot_for(ev.addr);
         let is_ptr = ev.source == NameSource::Ptr;
         let client = key_client(ev.source, ev.client);
-        let found = self.slots[si as usize].items.iter().position(|it| {
-            it.is_some_and(|it| {
-                it.client == client
-                    && (it.source == NameSource::Ptr) == is_ptr
-                    && self.names[it.name as usize] == ev.name
-            })
-        });
-        if let Some(k) = found {
-            let m = self.slots[si as usize].items[k]
-                .as_mut()
-                .expect("found above");
+        let name_id = self.names.find(ev.name.as_bytes());
+        if let Some(r) = self.find_item(si, name_id, self.client_tag(client), is_ptr) {
+            let m = self.item_mut(si, r);
             let sent_ns = m.sent_ns;
             let earlier = ev.ts_ns < m.first_ns || ev.clk_ns < m.clk_ns;
             // The item's source is that of its earliest proof (ties: the first in
             // `NameSource` order), so it does not depend on arrival order either.
-            if (ev.ts_ns, ev.source as u8) < (m.first_ns, m.source as u8) {
-                m.source = ev.source;
+            if (ev.ts_ns, ev.source as u8) < (m.first_ns, m.source() as u8) {
+                m.tag = (m.tag & !0xff) | ev.source as u32;
             }
             m.first_ns = m.first_ns.min(ev.ts_ns);
-            m.last_ns = m.last_ns.max(ev.ts_ns);
             m.expires_ns = m.expires_ns.max(ev.ts_ns.saturating_add(life));
             m.clk_ns = m.clk_ns.min(ev.clk_ns);
             if from_peer {
@@ -320,88 +571,93 @@ impl Replica {
             return Inserted::Refreshed { sent_ns, earlier };
         }
         // A new item: into a free place, else over the oldest when this one is newer.
-        let s = &self.slots[si as usize];
-        let place = match s.items.iter().position(Option::is_none) {
-            Some(k) => k,
-            None => {
-                // Full: the oldest weak item (SNI, HTTP, DHCP, mDNS, LLMNR: they mostly
-                // confirm a DNS name) makes room for a DNS item; otherwise the oldest item of
-                // the newcomer's class or weaker goes, and a newcomer older than it is not
-                // kept.
-                let oldest = |pick: &dyn Fn(&Item) -> bool| {
-                    s.items
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(k, it)| it.map(|it| (k, it)))
-                        .filter(|(_, it)| pick(it))
-                        .min_by_key(|(_, it)| (it.first_ns, it.name))
-                };
-                let (k, victim) = if is_weak(ev.source) {
-                    match oldest(&|it| is_weak(it.source)) {
-                        Some(v) => v,
-                        None => return Inserted::Stale,
-                    }
-                } else {
-                    oldest(&|it| is_weak(it.source))
-                        .or_else(|| oldest(&|_| true))
-                        .expect("a full history has items")
-                };
-                if is_weak(victim.source) == is_weak(ev.source) && victim.first_ns >= ev.ts_ns {
-                    return Inserted::Stale;
+        let (refs, n) = self.refs(si);
+        if n == HISTORY {
+            // Full: the oldest weak item (SNI, HTTP, DHCP, mDNS, LLMNR: they mostly confirm a
+            // DNS name) makes room for a DNS item; otherwise the oldest item of the newcomer's
+            // class or weaker goes, and a newcomer older than it is not kept.
+            let oldest = |pick: &dyn Fn(&Item) -> bool| {
+                refs.iter()
+                    .map(|&r| (r, *self.item(si, r)))
+                    .filter(|(_, it)| pick(it))
+                    .min_by_key(|(_, it)| (it.first_ns, it.name))
+            };
+            let (r, victim) = if is_weak(ev.source) {
+                match oldest(&|it| is_weak(it.source())) {
+                    Some(v) => v,
+                    None => return Inserted::Stale,
                 }
-                self.free_item(&victim);
-                self.slots[si as usize].items[k] = None;
-                k
+            } else {
+                oldest(&|it| is_weak(it.source()))
+                    .or_else(|| oldest(&|_| true))
+                    .expect("a full history has items")
+            };
+            if is_weak(victim.source()) == is_weak(ev.source) && victim.first_ns >= ev.ts_ns {
+                return Inserted::Stale;
             }
-        };
-        let Some(name) = self.alloc_name(ev.name, si) else {
+            self.drop_item(si, r);
+        }
+        let Some(name) = self.intern_name(&ev.name, si) else {
             return Inserted::Stale;
         };
-        self.slots[si as usize].items[place] = Some(Item {
-            name,
-            source: ev.source,
+        let client = self.intern_client(client);
+        let item = Item {
             first_ns: ev.ts_ns,
-            last_ns: ev.ts_ns,
             expires_ns: ev.ts_ns.saturating_add(life),
             sent_ns: if from_peer { ev.ts_ns } else { 0 },
-            client,
             clk_ns: ev.clk_ns,
-        });
+            name,
+            tag: client << 8 | ev.source as u32,
+        };
+        while !self.push_item(si, item) {
+            if !self.make_room(si) {
+                self.names.release(name);
+                if client != NO_CLIENT {
+                    self.clients.release(client);
+                }
+                return Inserted::Stale;
+            }
+        }
         self.stats.inserts += 1;
         Inserted::New
     }
 
-    /// Records that the others were sent the mapping proven at `ts_ns`.
-    pub fn mark_sent(&mut self, ev: &Evidence) {
-        let Some(&si) = self.index.get(&ev.addr) else {
+    /// Calls `f` on every item of `ev`'s address with its name and client.
+    fn for_matching(&mut self, ev: &Evidence, mut f: impl FnMut(&mut Item)) {
+        let Some(si) = self.find_slot(ev.addr) else {
             return;
         };
-        let names = &self.names;
-        let client = key_client(ev.source, ev.client);
-        for it in self.slots[si as usize].items.iter_mut().flatten() {
-            if it.client == client && names[it.name as usize] == ev.name {
-                it.sent_ns = it.sent_ns.max(ev.ts_ns);
+        let Some(name) = self.names.find(ev.name.as_bytes()) else {
+            return;
+        };
+        let client = self.client_tag(key_client(ev.source, ev.client));
+        let (refs, n) = self.refs(si);
+        for &r in &refs[..n] {
+            let it = self.item_mut(si, r);
+            if it.client() == client && it.name == name {
+                f(it);
             }
         }
     }
 
-    /// The name `addr` had when a connection started at `alive_ns`: among the items whose
-    /// dispatcher clock is at or before `at_ns` (the start plus the tolerance) and that were
-    /// alive at the start, the newest proven by the start, else the first proven after it. First the name `client` itself looked up in DNS
-    /// (A, AAAA, CNAME), then the newest name of any source but PTR, then a PTR name.
-    pub fn lookup(
-        &mut self,
-        addr: IpAddr,
-        client: IpAddr,
-        at_ns: u64,
-        alive_ns: u64,
-    ) -> Option<Found> {
-        let &si = self.index.get(&addr)?;
-        let s = &self.slots[si as usize];
-        let visible = |it: &&Item| it.clk_ns <= at_ns && it.expires_ns >= alive_ns;
-        // A name proven at or before the start beats one proven within the tolerance after
-        // it; among the former the newest wins, among the latter the earliest. Ties on time go
-        // to the smallest name, so the answer never depends on slot order.
+    /// Records that the others were sent the mapping proven at `ts_ns`.
+    pub fn mark_sent(&mut self, ev: &Evidence) {
+        self.for_matching(ev, |it| it.sent_ns = it.sent_ns.max(ev.ts_ns));
+    }
+
+    /// The visible items of `addr` for a connection that started at `alive_ns`, best first:
+    /// the newest proven by the start, then those proven within the tolerance after it,
+    /// earliest first; ties go to the smallest name, so the order never depends on slot order.
+    fn ranked(&self, si: u32, at_ns: u64, alive_ns: u64) -> ([Item; HISTORY], usize) {
+        let (all, n) = self.items_of(si);
+        let mut out = [EMPTY_ITEM; HISTORY];
+        let mut m = 0;
+        for it in &all[..n] {
+            if it.clk_ns <= at_ns && it.expires_ns >= alive_ns {
+                out[m] = *it;
+                m += 1;
+            }
+        }
         let rank = |it: &Item| {
             if it.first_ns <= alive_ns {
                 (1u8, it.first_ns)
@@ -409,34 +665,45 @@ impl Replica {
                 (0u8, u64::MAX - it.first_ns)
             }
         };
-        let best = |f: &dyn Fn(&Item) -> bool| -> Option<Item> {
-            s.items
-                .iter()
-                .flatten()
-                .filter(visible)
-                .filter(|it| f(it))
-                .max_by(|a, b| {
-                    rank(a).cmp(&rank(b)).then_with(|| {
-                        self.names[b.name as usize]
-                            .as_bytes()
-                            .cmp(self.names[a.name as usize].as_bytes())
-                    })
-                })
-                .copied()
-        };
-        let not_ptr = |it: &Item| it.source != NameSource::Ptr;
-        let looked_up = |it: &Item| {
+        out[..m].sort_unstable_by(|a, b| {
+            rank(b)
+                .cmp(&rank(a))
+                .then_with(|| self.names.get(a.name).cmp(self.names.get(b.name)))
+        });
+        (out, m)
+    }
+
+    /// The name `addr` had when a connection started at `alive_ns`: among the items whose
+    /// dispatcher clock is at or before `at_ns` (the start plus the tolerance) and that were
+    /// alive at the start, the newest proven by the start, else the first proven after it.
+    /// First the name `client` itself looked up in DNS (A, AAAA, CNAME), then the newest name
+    /// of any source but PTR, then a PTR name.
+    pub fn lookup(
+        &mut self,
+        addr: IpAddr,
+        client: IpAddr,
+        at_ns: u64,
+        alive_ns: u64,
+    ) -> Option<Found> {
+        let si = self.find_slot(addr)?;
+        let (items, n) = self.ranked(si, at_ns, alive_ns);
+        let items = &items[..n];
+        let client = self.client_tag(Some(client));
+        let looked_up = |it: &&Item| {
             matches!(
-                it.source,
+                it.source(),
                 NameSource::A | NameSource::Aaaa | NameSource::Cname
-            ) && it.client == Some(client)
+            ) && it.client() == client
         };
-        let it = best(&looked_up)
-            .or_else(|| best(&not_ptr))
-            .or_else(|| best(&|it| !not_ptr(it)))?;
+        let is_ptr = |it: &&Item| it.source() == NameSource::Ptr;
+        let it = items
+            .iter()
+            .find(looked_up)
+            .or_else(|| items.iter().find(|it| !is_ptr(it)))
+            .or_else(|| items.iter().find(is_ptr))?;
         let found = Found {
-            name: self.names[it.name as usize],
-            source: it.source,
+            name: name_of(self.names.get(it.name)),
+            source: it.source(),
         };
         self.touch(si);
         Some(found)
@@ -447,43 +714,14 @@ impl Replica {
     /// it prefers them: the newest proven by the start first, then those proven within the
     /// tolerance after it, earliest first; ties by name. Allocates nothing.
     pub fn names_at(&self, addr: IpAddr, at_ns: u64, alive_ns: u64, mut f: impl FnMut(&[u8])) {
-        let Some(&si) = self.index.get(&addr) else {
+        let Some(si) = self.find_slot(addr) else {
             return;
         };
-        let s = &self.slots[si as usize];
-        let mut items = [None::<Item>; HISTORY];
-        let mut n = 0;
-        for it in s.items.iter().flatten() {
-            if it.clk_ns <= at_ns && it.expires_ns >= alive_ns {
-                items[n] = Some(*it);
-                n += 1;
-            }
-        }
-        let rank = |it: &Item| {
-            if it.first_ns <= alive_ns {
-                (1u8, it.first_ns)
-            } else {
-                (0u8, u64::MAX - it.first_ns)
-            }
-        };
-        let names = &self.names;
-        let live = &mut items[..n];
-        live.sort_unstable_by(|a, b| {
-            let (a, b) = (a.as_ref().expect("filled"), b.as_ref().expect("filled"));
-            rank(b).cmp(&rank(a)).then_with(|| {
-                names[a.name as usize]
-                    .as_bytes()
-                    .cmp(names[b.name as usize].as_bytes())
-            })
-        });
-        for (k, it) in live.iter().flatten().enumerate() {
-            let name = names[it.name as usize].as_bytes();
-            let seen = live[..k]
-                .iter()
-                .flatten()
-                .any(|p| names[p.name as usize].as_bytes() == name);
-            if !seen {
-                f(name);
+        let (items, n) = self.ranked(si, at_ns, alive_ns);
+        for (k, it) in items[..n].iter().enumerate() {
+            // One interned entry per distinct name: equal names have equal ids.
+            if !items[..k].iter().any(|p| p.name == it.name) {
+                f(self.names.get(it.name));
             }
         }
     }
@@ -507,25 +745,21 @@ impl Replica {
             if self.sweep_at >= self.slots.len() {
                 self.sweep_at = 0;
             }
-            let i = self.sweep_at;
+            let i = self.sweep_at as u32;
             self.sweep_at += 1;
-            if !self.slots[i].live {
+            if !self.slots[i as usize].live {
                 continue;
             }
-            let mut left = 0;
-            for k in 0..HISTORY {
-                if let Some(it) = self.slots[i].items[k] {
-                    if it.expires_ns.saturating_add(RETAIN_NS) < now_ns {
-                        self.free_item(&it);
-                        self.slots[i].items[k] = None;
-                        self.stats.expired += 1;
-                    } else {
-                        left += 1;
-                    }
+            let (refs, n) = self.refs(i);
+            // Last first: dropping a chained item never moves the ones before it.
+            for &r in refs[..n].iter().rev() {
+                if self.item(i, r).expires_ns.saturating_add(RETAIN_NS) < now_ns {
+                    self.drop_item(i, r);
+                    self.stats.expired += 1;
                 }
             }
-            if left == 0 {
-                self.remove_slot(i as u32);
+            if self.slots[i as usize].first.name == NIL {
+                self.remove_slot(i);
             }
         }
     }
@@ -535,15 +769,25 @@ impl Replica {
         let mut i = self.head;
         while i != NIL {
             let s = &self.slots[i as usize];
-            for it in s.items.iter().flatten() {
+            let (items, n) = self.items_of(i);
+            for it in &items[..n] {
+                let client = (it.client() < UNKNOWN_CLIENT).then(|| {
+                    let key = self.clients.get(it.client());
+                    if key[0] == 4 {
+                        IpAddr::V4(Ipv4Addr::new(key[1], key[2], key[3], key[4]))
+                    } else {
+                        let b: [u8; 16] = key[1..17].try_into().expect("16 bytes");
+                        IpAddr::V6(Ipv6Addr::from(b))
+                    }
+                });
                 f(
                     Evidence {
-                        addr: s.addr,
-                        name: self.names[it.name as usize],
-                        source: it.source,
+                        addr: s.ip(),
+                        name: name_of(self.names.get(it.name)),
+                        source: it.source(),
                         ts_ns: it.first_ns,
                         ttl_s: 0,
-                        client: it.client,
+                        client,
                         clk_ns: it.first_ns,
                         own: None,
                     },
@@ -559,16 +803,7 @@ impl Replica {
         if self.insert(ev, true) == Inserted::Stale {
             return;
         }
-        let Some(&si) = self.index.get(&ev.addr) else {
-            return;
-        };
-        let names = &self.names;
-        let client = key_client(ev.source, ev.client);
-        for it in self.slots[si as usize].items.iter_mut().flatten() {
-            if it.client == client && names[it.name as usize] == ev.name {
-                it.expires_ns = expires_ns;
-            }
-        }
+        self.for_matching(ev, |it| it.expires_ns = expires_ns);
     }
 }
 

@@ -28,6 +28,7 @@ pub mod http;
 pub mod mesh;
 pub mod reasm;
 pub mod snapshot;
+pub mod store;
 pub mod tls;
 
 pub use cache::{Replica, ReplicaStats};
@@ -101,7 +102,7 @@ impl Default for NamesConfig {
         NamesConfig {
             ttl_floor_s: 3600,
             ttl_cap_s: 86_400,
-            max_entries: 131_072,
+            max_entries: 1 << 20,
             rate_per_s: 20_000,
             burst: 40_000,
             tolerance_ns: 500_000_000,
