@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nameflow::names::dns::{reverse_addr, tcp_message, Message};
+use nameflow::decode::dns::{reverse_addr, tcp_message, Message};
 use nameflow::names::Name;
 
 fn walk(bytes: &[u8]) {

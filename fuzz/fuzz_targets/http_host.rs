@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nameflow::names::dhcp::host_name;
-use nameflow::names::http::request_host;
+use nameflow::decode::dhcp::host_name;
+use nameflow::decode::http::request_host;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(host) = request_host(data) {

@@ -10,7 +10,7 @@ use nameflow::decode::quic::{
 };
 use nameflow::decode::{Packet, L4};
 use nameflow::names::hello::HelloReader;
-use nameflow::names::tls::handshake_hello;
+use nameflow::decode::tls::handshake_hello;
 
 const DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
 

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use nameflow::decode::{Packet, L4};
 use nameflow::names::hello::HelloReader;
 use nameflow::names::reasm::{MAX_SEGMENTS, STREAM_CAP};
-use nameflow::names::tls::{records_hello, Hello};
+use nameflow::decode::tls::{records_hello, Hello};
 
 fn tcp<'a>(payload: &'a [u8], seq: u32) -> (Packet<'a>, u32) {
     (

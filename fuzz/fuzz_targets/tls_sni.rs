@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nameflow::names::tls::client_hello_sni;
+use nameflow::decode::tls::client_hello_sni;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(sni) = client_hello_sni(data) {

@@ -231,10 +231,14 @@ pub struct DecodeCounters {
 // SLL, FDDI, PPP, 802.11 with radiotap and A-MSDU) and the ethertype dispatch (VLAN, MPLS,
 // PPPoE, FabricPath, PBB, VN-Tag), `frag` reassembly, `tunnel` the tunnel
 // headers, and `imp` the decoder that ties them together.
+pub mod dhcp;
+pub mod dns;
 mod frag;
+pub mod http;
 mod imp;
 mod link;
 pub mod quic;
+pub mod tls;
 mod tunnel;
 mod wire;
 pub use imp::Decoder;

@@ -104,25 +104,10 @@ fn dns_messages(p: &Packet<'_>, ts: u64, ep: Endpoints, mut emit: impl FnMut(&Dn
             }
         }
         crate::decode::L4::Tcp { .. } => {
-            // Check the framing first, so a continuation segment yields nothing at all.
-            let mut rest = p.payload;
-            while rest.len() >= 2 {
-                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                if len < 12 || rest.len() < 2 + len {
-                    return;
-                }
-                rest = &rest[2 + len..];
-            }
-            if !rest.is_empty() {
-                return;
-            }
-            let mut rest = p.payload;
-            while rest.len() >= 2 {
-                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                if let Some(m) = dnslog::parse_message(&rest[2..2 + len], ts, ep) {
+            for m in crate::decode::dns::tcp_messages(p.payload).into_iter().flatten() {
+                if let Some(m) = dnslog::parse_message(m, ts, ep) {
                     emit(&m);
                 }
-                rest = &rest[2 + len..];
             }
         }
         _ => {}

@@ -48,6 +48,7 @@
 //! each direction are inspected, as Zeek's signature engine only sees the start of a stream.
 
 use super::summary::PacketSummary;
+use crate::decode::dns::{DnsError, Message, NameLen};
 use crate::decode::{TunnelKind, L4};
 use crate::types::record::{Service, ServiceList};
 
@@ -265,7 +266,7 @@ impl ServiceState {
             return false;
         }
         self.flags |= DNS_FIRST_DONE;
-        from_orig && data[2] & 0x80 != 0
+        from_orig && Message::new_unchecked(data).is_response()
     }
 
     /// Confirms a service decided outside this connection's payload (an expected connection
@@ -925,19 +926,18 @@ fn ntp_message(data: &[u8], full_len: usize) -> bool {
     }
 }
 
-/// A DNS (or NetBIOS name service) message: a sane header and a parseable first question.
-/// `any_opcode` admits the NetBIOS opcodes (registration, release, WACK, refresh).
+/// A DNS (or NetBIOS name service) message: a sane header and a parseable first question,
+/// read with the one DNS view (`decode::dns`). `any_opcode` admits the NetBIOS opcodes
+/// (registration, release, WACK, refresh).
 fn dns_message(data: &[u8], full_len: usize, any_opcode: bool) -> bool {
     if data.len() < 12 || full_len < 12 {
         return false;
     }
-    let flags = u16::from_be_bytes([data[2], data[3]]);
-    let opcode = (flags >> 11) & 0xf;
-    if !any_opcode && !matches!(opcode, 0 | 1 | 2 | 4 | 5) {
+    let m = Message::new_unchecked(data);
+    if !any_opcode && !matches!(m.opcode(), 0 | 1 | 2 | 4 | 5) {
         return false;
     }
-    let count = |i: usize| u16::from_be_bytes([data[i], data[i + 1]]);
-    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    let (qd, an, ns, ar) = (m.qdcount(), m.ancount(), m.nscount(), m.arcount());
     if qd > 32 || an > 512 || ns > 512 || ar > 512 {
         return false;
     }
@@ -945,42 +945,15 @@ fn dns_message(data: &[u8], full_len: usize, any_opcode: bool) -> bool {
         // Answer-only messages (mDNS announcements, NetBIOS replies) still need records.
         return u32::from(an) + u32::from(ns) + u32::from(ar) > 0;
     }
-    // Walk the first question's name. A compression pointer may only point backwards, and a
-    // name cut by the snippet is accepted when the message is longer than what we hold.
-    let mut at = 12;
-    let mut total = 0usize;
-    loop {
-        let Some(&len) = data.get(at) else {
-            return full_len > data.len();
-        };
-        match len {
-            0 => {
-                at += 1;
-                break;
-            }
-            1..=63 => {
-                total += usize::from(len) + 1;
-                if total > 255 {
-                    return false;
-                }
-                at += 1 + usize::from(len);
-            }
-            0xc0..=0xff => {
-                let Some(&lo) = data.get(at + 1) else {
-                    return full_len > data.len();
-                };
-                let target = (usize::from(len & 0x3f) << 8) | usize::from(lo);
-                if target >= at || target < 12 {
-                    return false;
-                }
-                at += 2;
-                break;
-            }
-            _ => return false,
-        }
+    // The first question's name (compression pointers only backwards), at most 254 bytes of
+    // text; a name cut by the snippet is accepted when the message is longer than what we
+    // hold. Its QTYPE and QCLASS must fit in the message.
+    let mut len = NameLen::default();
+    match m.read_name(12, &mut len) {
+        Ok(end) => len.0 <= 254 && end + 4 <= full_len,
+        Err(DnsError::Truncated) => full_len > data.len(),
+        Err(DnsError::BadName) => false,
     }
-    // QTYPE and QCLASS must fit in the message.
-    at + 4 <= full_len
 }
 
 #[cfg(test)]

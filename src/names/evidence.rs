@@ -1,12 +1,10 @@
 //! Name evidence from one decoded packet, parsed where the full payload is (the dispatcher),
 //! into fixed-size [`Evidence`] values for the worker that owns the packet's flow.
 
-use super::dhcp;
-use super::dns::{self, rtype, Message, Parsed};
 use super::hello::HelloReader;
-use super::http;
 use super::{Evidence, Name, NameSource, OwnConn};
-use crate::decode::{Packet, L4};
+use crate::decode::dns::{self, rtype, Message, Parsed};
+use crate::decode::{dhcp, http, Packet, L4};
 use std::net::IpAddr;
 
 /// Evidence values one packet may yield; the rest are counted in `cut`.
@@ -589,7 +587,7 @@ mod tests {
         let mut t = Trace::new();
         let c: SocketAddr = "198.18.0.1:40000".parse().unwrap();
         let s: SocketAddr = "198.18.3.3:443".parse().unwrap();
-        let ch = crate::names::tls::tests::client_hello("secure.example");
+        let ch = crate::decode::tls::tests::client_hello("secure.example");
         t.tcp_segment(1_000_000_000, c, s, 0x18, 1, 0, &ch);
         let h: SocketAddr = "198.18.3.4:80".parse().unwrap();
         t.tcp_segment(

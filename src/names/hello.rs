@@ -7,8 +7,8 @@
 //! on first use and reused. A ClientHello that fits its packet never touches the table.
 
 use super::reasm::{Added, ReasmCounters, StreamKey, StreamTable, MAX_SEGMENTS, STREAM_CAP};
-use super::tls::{self, Hello};
 use crate::decode::quic::{self, Frame, Frames, InitialKeys, InitialPacket, Version};
+use crate::decode::tls::{self, Hello};
 use crate::decode::Packet;
 use hashbrown::HashMap;
 

@@ -2,8 +2,8 @@
 //!
 //! - [`evidence`]: what proves a name, parsed at dispatch from the full payload (DNS over UDP
 //!   and TCP, mDNS, LLMNR, TLS ClientHello SNI, HTTP Host, DHCP host name) into fixed-size
-//!   `Copy` [`Evidence`] values; the wire views are in [`dns`], [`tls`], [`http`], [`dhcp`]
-//!   (and QUIC's in `crate::decode::quic`).
+//!   `Copy` [`Evidence`] values; the wire views are in `crate::decode` (`dns`, `tls`, `http`,
+//!   `dhcp`, `quic`), the one parser of each that service detection, evidence and dns.log use.
 //! - [`hello`], [`reasm`]: ClientHellos that span packets (TLS over TCP segments, QUIC
 //!   Initials), reassembled in a bounded per-dispatcher table.
 //! - [`cache`]: one worker's replica: a bounded, LRU-evicted table of addresses, each with a
@@ -19,23 +19,38 @@
 
 pub mod bucket;
 pub mod cache;
-pub mod dhcp;
-pub mod dns;
 pub mod dnslog;
 pub mod evidence;
 pub mod hello;
-pub mod http;
 pub mod mesh;
 pub mod reasm;
 pub mod snapshot;
 pub mod store;
-pub mod tls;
 
 pub use cache::{Replica, ReplicaStats};
 pub use evidence::{EvidenceCounters, EvidenceParser};
 pub use mesh::{NameNode, NodeCounters, NodeLinks};
 
 pub use crate::types::name::{Name, NameSource, NAME_CAP};
+
+/// DNS names are read straight into the inline [`Name`].
+impl crate::decode::dns::NameBuf for Name {
+    fn clear(&mut self) {
+        Name::clear(self);
+    }
+
+    fn is_empty(&self) -> bool {
+        Name::is_empty(self)
+    }
+
+    fn push(&mut self, b: u8, lower: bool) -> bool {
+        if lower {
+            self.push_byte(b)
+        } else {
+            self.push_raw(b)
+        }
+    }
+}
 use std::net::IpAddr;
 
 /// One proven mapping, as it crosses from the dispatcher to the owner and from the owner to

@@ -7,7 +7,6 @@
 //! cannot make the reader loop. Every accessor after `new_checked` is bounds-checked and
 //! returns a `Copy` error instead of panicking.
 
-use super::Name;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod field {
@@ -32,6 +31,34 @@ pub mod rtype {
     pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const SRV: u16 = 33;
+}
+
+/// Where [`Message::read_name`] writes a name: the caller's fixed-size name type (the
+/// decoder knows no name type of its own). Labels are joined with dots.
+pub trait NameBuf {
+    fn clear(&mut self);
+    fn is_empty(&self) -> bool;
+    /// Appends one byte, lower-cased when `lower`; false when the name is full.
+    fn push(&mut self, b: u8, lower: bool) -> bool;
+}
+
+/// A [`NameBuf`] that only measures: the length the name would have in text.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct NameLen(pub usize);
+
+impl NameBuf for NameLen {
+    fn clear(&mut self) {
+        self.0 = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    fn push(&mut self, _: u8, _: bool) -> bool {
+        self.0 += 1;
+        true
+    }
 }
 
 /// Why a message could not be read. `Copy`: a bad packet only bumps a counter.
@@ -218,16 +245,16 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// Reads the name at `off` into `out` (dotted, lower-case) and returns the offset just
     /// after it where it is stored. A compression pointer must point strictly before the
     /// label run that contains it, which bounds the walk.
-    pub fn read_name(&self, off: usize, out: &mut Name) -> Result<usize, DnsError> {
+    pub fn read_name(&self, off: usize, out: &mut impl NameBuf) -> Result<usize, DnsError> {
         self.read_name_as(off, out, true)
     }
 
     /// Like [`Message::read_name`], keeping the letters' case as the message spells them.
-    pub fn read_name_raw(&self, off: usize, out: &mut Name) -> Result<usize, DnsError> {
+    pub fn read_name_raw(&self, off: usize, out: &mut impl NameBuf) -> Result<usize, DnsError> {
         self.read_name_as(off, out, false)
     }
 
-    fn read_name_as(&self, off: usize, out: &mut Name, lower: bool) -> Result<usize, DnsError> {
+    fn read_name_as(&self, off: usize, out: &mut impl NameBuf, lower: bool) -> Result<usize, DnsError> {
         out.clear();
         let b = self.buffer.as_ref();
         let mut pos = off;
@@ -245,14 +272,10 @@ impl<T: AsRef<[u8]>> Message<T> {
                         .get(pos + 1..pos + 1 + len as usize)
                         .ok_or(DnsError::Truncated)?;
                     if !out.is_empty() {
-                        out.push_byte(b'.');
+                        out.push(b'.', false);
                     }
                     for &c in label {
-                        if lower {
-                            out.push_byte(c);
-                        } else {
-                            out.push_raw(c);
-                        }
+                        out.push(c, lower);
                     }
                     pos += 1 + len as usize;
                 }
@@ -386,7 +409,7 @@ impl<T: AsRef<[u8]>> Message<T> {
     }
 
     /// The name a CNAME, PTR or NS record holds (MX, SRV: after their fixed fields).
-    pub fn rdata_name(&self, r: &Record, out: &mut Name) -> Result<(), DnsError> {
+    pub fn rdata_name(&self, r: &Record, out: &mut impl NameBuf) -> Result<(), DnsError> {
         let skip = match r.rtype {
             rtype::MX => 2,
             rtype::SRV => 6,
@@ -448,94 +471,19 @@ pub fn tcp_message(payload: &[u8]) -> Option<&[u8]> {
     payload.get(2..2 + len).filter(|_| len >= field::HEADER_END)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::synth::{dns_message, ptr_name, DnsData, DnsRecord, DnsSpec};
-
-    #[test]
-    fn reads_a_synthetic_answer_with_compression() {
-        let spec = DnsSpec::query("www.example.org", rtype::A)
-            .answer(DnsRecord::new(
-                "www.example.org",
-                60,
-                DnsData::Cname("edge.cdn.example.net".into()),
-            ))
-            .answer(DnsRecord::new(
-                "edge.cdn.example.net",
-                30,
-                DnsData::A("198.18.0.7".parse().unwrap()),
-            ));
-        let bytes = dns_message(&spec, true);
-        let m = Message::new_checked(&bytes[..]).unwrap();
-        assert!(m.is_response());
-        let p = m.parse().unwrap();
-        assert_eq!(p.end, bytes.len());
-        assert_eq!(p.questions().len(), 1);
-        let mut n = Name::default();
-        m.read_name(p.questions()[0].name_off, &mut n).unwrap();
-        assert_eq!(n.as_bytes(), b"www.example.org");
-        let recs = p.records();
-        assert_eq!(recs.len(), 2);
-        m.rdata_name(&recs[0], &mut n).unwrap();
-        assert_eq!(n.as_bytes(), b"edge.cdn.example.net");
-        assert_eq!(m.rdata_addr(&recs[1]), Some("198.18.0.7".parse().unwrap()));
+/// The DNS messages of a TCP segment that holds whole length-prefixed messages and nothing
+/// else, each without its prefix; `None` when the segment continues or cuts a message (so a
+/// continuation segment yields nothing at all) or a prefix claims less than a header.
+pub fn tcp_messages(payload: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let framed = tcp_message(rest)?;
+        rest = &rest[2 + framed.len()..];
     }
-
-    #[test]
-    fn pointers_must_point_backwards() {
-        // Header, then a name that is a pointer to itself at offset 12.
-        let mut b = vec![0u8; 12];
-        b[5] = 1; // qdcount = 1
-        b.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-        let m = Message::new_checked(&b[..]).unwrap();
-        let mut n = Name::default();
-        assert_eq!(m.read_name(12, &mut n), Err(DnsError::BadName));
-        // A forward pointer is refused too.
-        let mut b = vec![0u8; 12];
-        b.extend_from_slice(&[0xc0, 16, 0, 0, 1, b'a', 0]);
-        let m = Message::new_checked(&b[..]).unwrap();
-        assert_eq!(m.read_name(12, &mut n), Err(DnsError::BadName));
-        // Two pointers that point at each other cannot loop: the second is not backwards
-        // of the limit set by the first.
-        let mut b = vec![0u8; 12];
-        b.extend_from_slice(&[0xc0, 14, 0xc0, 12]);
-        let m = Message::new_checked(&b[..]).unwrap();
-        assert_eq!(m.read_name(14, &mut n), Err(DnsError::BadName));
-    }
-
-    #[test]
-    fn truncated_messages_are_errors_not_panics() {
-        let spec = DnsSpec::query("a.example", rtype::A).answer(DnsRecord::new(
-            "a.example",
-            5,
-            DnsData::A("198.18.0.1".parse().unwrap()),
-        ));
-        let bytes = dns_message(&spec, true);
-        for cut in 0..bytes.len() {
-            if let Ok(m) = Message::new_checked(&bytes[..cut]) {
-                assert!(m.parse().is_err(), "cut at {cut}");
-            }
-        }
-    }
-
-    #[test]
-    fn reverse_names_give_addresses() {
-        for a in ["198.18.3.4", "fd00::1:2", "2001:db8::ff00:42:8329"] {
-            let addr: IpAddr = a.parse().unwrap();
-            assert_eq!(reverse_addr(ptr_name(addr).as_bytes()), Some(addr), "{a}");
-        }
-        assert_eq!(reverse_addr(b"1.2.3.in-addr.arpa"), None);
-        assert_eq!(reverse_addr(b"300.2.3.4.in-addr.arpa"), None);
-        assert_eq!(reverse_addr(b"example.com"), None);
-    }
-
-    #[test]
-    fn tcp_framing() {
-        let bytes = dns_message(&DnsSpec::query("a.example", rtype::A), true);
-        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&bytes);
-        assert_eq!(tcp_message(&framed), Some(&bytes[..]));
-        assert_eq!(tcp_message(&framed[..framed.len() - 1]), None);
-    }
+    let mut rest = payload;
+    Some(std::iter::from_fn(move || {
+        let m = tcp_message(rest)?;
+        rest = &rest[2 + m.len()..];
+        Some(m)
+    }))
 }
