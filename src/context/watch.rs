@@ -120,68 +120,64 @@ impl Splitter {
     /// The next document, or `None` when the rest is incomplete (wait for more bytes).
     /// `eof`: no more bytes will come, so an incomplete last document is reported.
     pub fn next(&mut self, eof: bool) -> Option<Piece<'_>> {
-        loop {
-            if self.skipping {
-                // The next document starts on a line of its own with `{`.
-                let rest = &self.buf[self.pos..];
-                match rest.windows(2).position(|w| w == b"\n{") {
-                    Some(i) => {
-                        self.advance(self.pos + i + 1);
-                        self.skipping = false;
-                    }
-                    None => {
-                        // Keep a trailing newline: it may be followed by the next `{`.
-                        let keep = usize::from(rest.last() == Some(&b'\n'));
-                        self.advance(self.buf.len() - keep);
-                        return None;
-                    }
+        if self.skipping {
+            // The next document starts on a line of its own with `{`.
+            let rest = &self.buf[self.pos..];
+            match rest.windows(2).position(|w| w == b"\n{") {
+                Some(i) => {
+                    self.advance(self.pos + i + 1);
+                    self.skipping = false;
                 }
-            }
-            let ws = self.buf[self.pos..]
-                .iter()
-                .position(|b| !b.is_ascii_whitespace());
-            match ws {
-                Some(i) => self.advance(self.pos + i),
                 None => {
-                    self.advance(self.buf.len());
+                    // Keep a trailing newline: it may be followed by the next `{`.
+                    let keep = usize::from(rest.last() == Some(&b'\n'));
+                    self.advance(self.buf.len() - keep);
                     return None;
                 }
             }
-            let start = self.pos;
-            let line = self.line;
-            let mut it =
-                serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<IgnoredAny>();
-            match it.next() {
-                Some(Ok(_)) => {
-                    let end = start + it.byte_offset();
-                    self.advance(end);
-                    return Some(Piece::Doc(line, &self.buf[start..end]));
-                }
-                Some(Err(e)) if e.is_eof() && !eof && self.buf.len() - start < MAX_DOCUMENT => {
-                    return None;
-                }
-                Some(Err(e)) => {
-                    let message = if e.is_eof() {
-                        if eof {
-                            "the stream ended inside this document".to_owned()
-                        } else {
-                            format!("document longer than {} MiB", MAX_DOCUMENT >> 20)
-                        }
+        }
+        let ws = self.buf[self.pos..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace());
+        match ws {
+            Some(i) => self.advance(self.pos + i),
+            None => {
+                self.advance(self.buf.len());
+                return None;
+            }
+        }
+        let start = self.pos;
+        let line = self.line;
+        let mut it =
+            serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<IgnoredAny>();
+        match it.next() {
+            Some(Ok(_)) => {
+                let end = start + it.byte_offset();
+                self.advance(end);
+                Some(Piece::Doc(line, &self.buf[start..end]))
+            }
+            Some(Err(e)) if e.is_eof() && !eof && self.buf.len() - start < MAX_DOCUMENT => None,
+            Some(Err(e)) => {
+                let message = if e.is_eof() {
+                    if eof {
+                        "the stream ended inside this document".to_owned()
                     } else {
-                        e.to_string()
-                    };
-                    let err = DocError::Syntax {
-                        line: line + e.line().saturating_sub(1),
-                        column: e.column(),
-                        message,
-                    };
-                    // Skip past the document's first byte, then to the next one.
-                    self.advance(start + 1);
-                    self.skipping = true;
-                    return Some(Piece::Bad(err));
-                }
-                None => return None,
+                        format!("document longer than {} MiB", MAX_DOCUMENT >> 20)
+                    }
+                } else {
+                    e.to_string()
+                };
+                let err = DocError::Syntax {
+                    line: line + e.line().saturating_sub(1),
+                    column: e.column(),
+                    message,
+                };
+                // Skip past the document's first byte, then to the next one.
+                self.advance(start + 1);
+                self.skipping = true;
+                Some(Piece::Bad(err))
             }
+            None => None,
         }
     }
 }
