@@ -654,6 +654,20 @@ mod tests {
         assert_eq!(cfg.paths, [PathBuf::from("other.json")]);
         assert_eq!(cfg.extra.len(), 2);
         assert_eq!(parse("").unwrap().context.resolve().unwrap(), None);
+        // A command alone is an inventory; the flag's commands replace the file's.
+        let c = parse(
+            "[context]\ncommands = [\"kubectl get pods -A --watch --output-watch-events -o json\"]\n",
+        )
+        .unwrap();
+        let cfg = c.context.resolve().unwrap().unwrap();
+        assert!(cfg.paths.is_empty());
+        assert_eq!(cfg.commands.len(), 1);
+        let flags = ContextSection {
+            commands: Some(vec!["cat watch.json".into()]),
+            ..ContextSection::default()
+        };
+        let cfg = flags.over(&c.context).resolve().unwrap().unwrap();
+        assert_eq!(cfg.commands, ["cat watch.json"]);
     }
 
     #[test]
@@ -665,6 +679,7 @@ mod tests {
             ("files = [\"x\"]\nprefix = \"Bad-\"", "context.prefix"),
             ("extra = [\"app=label:app\"]", "context.files"),
             ("files = [\"x\"]\nextra = [\"app\"]", "context.extra"),
+            ("commands = [\" \"]", "context.commands"),
         ] {
             let c = parse(&format!("[context]\n{text}\n")).unwrap();
             let e = c.context.resolve().unwrap_err().to_string();

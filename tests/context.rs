@@ -516,3 +516,60 @@ fn a_watch_command_that_cannot_run_is_said_once_and_retried_with_backoff() {
         .last_error
         .is_some_and(|e| e.contains("/nonexistent/kubectl")));
 }
+
+#[test]
+fn a_damaged_watch_command_stream_is_reported_by_line_and_field_and_read_on() {
+    let cmd = format!("cat '{}'", fixture("watch-damaged.json").display());
+    let cfg = ContextConfig {
+        commands: vec![cmd.clone()],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a command source");
+    l.first_lists(Duration::from_secs(20));
+    // The ERROR document cut the list short, so the first run is settled only when it
+    // ends, which closes nothing.
+    let seen = l.take_deferred();
+    assert!(
+        seen.notes.iter().any(|n| n.contains("exited (status 0)")),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen.notes.iter().any(|n| n.contains("list complete")),
+        "{seen:#?}"
+    );
+    let w: Vec<String> = seen.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    let origin = format!("context command `{cmd}`: ");
+    assert!(w.iter().all(|e| e.starts_with(&origin)), "{w:#?}");
+    assert!(
+        w[0].contains("line 105, column 23: key must be a string; skipped"),
+        "syntax: {}",
+        w[0]
+    );
+    assert!(
+        w[1].contains("line 109: object.status.podIPs[0].ip"),
+        "field: {}",
+        w[1]
+    );
+    assert!(
+        w[2].contains("line 209") && w[2].contains("410: Expired"),
+        "{}",
+        w[2]
+    );
+    let inv = l.build();
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", ns("2024-05-01T10:15:00Z")).as_deref(),
+        Some("checkout-7d4b9c6f5-x2x1z")
+    );
+    let mut e = EndContext::default();
+    inv.lookup(
+        "198.19.0.20".parse().unwrap(),
+        ns("2024-05-01T10:15:00Z"),
+        &mut e,
+    );
+    assert_eq!(
+        e.get(col::SVC),
+        Some(&b"shop/checkout"[..]),
+        "read on after the damage"
+    );
+}

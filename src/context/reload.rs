@@ -819,7 +819,7 @@ fn read_docs(s: &mut Stream, at: At, eof: bool, wanted: &[String], out: &mut Pol
                     Ok(Applied::ApiError(msg)) => out.warnings.push(ContextError::Stream {
                         origin: s.origin.clone(),
                         message: format!(
-                            "line {line}: the API server ended the watch: {msg}; keeping the                              last good state"
+                            "line {line}: the API server ended the watch: {msg}; keeping the last good state"
                         ),
                     }),
                     Err(e) => out.warnings.push(stream_doc_error(&s.origin, e)),
@@ -1291,6 +1291,44 @@ mod tests {
         assert_eq!(pod_of(&inv, "10.0.0.1", 350).as_deref(), Some("a"));
         assert_eq!(pod_of(&inv, "10.0.0.1", 500), None, "in the gap");
         assert_eq!(pod_of(&inv, "10.0.0.1", 650).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_growing_watch_file_is_read_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("watch.json");
+        let ev = |kind: &str, name: &str, ip: &str| {
+            format!(
+                "{{\n    \"type\": \"{kind}\",\n    \"object\": {{\"kind\": \"Pod\", \"metadata\": {{\"name\": \"{name}\", \"uid\": \"u-{name}\", \"creationTimestamp\": \"1970-01-01T00:01:40Z\"}}, \"status\": {{\"podIP\": \"{ip}\"}}}}\n}}\n"
+            )
+        };
+        std::fs::write(&f, ev("ADDED", "a", "10.0.0.1")).unwrap();
+        let cfg = ContextConfig {
+            paths: vec![f.clone()],
+            ..ContextConfig::default()
+        };
+        let mut l = Loader::open(&cfg).unwrap();
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 150).as_deref(), Some("a"));
+        // kubectl appends; half a document is left for the next read.
+        let more = format!(
+            "{}{}",
+            ev("ADDED", "b", "10.0.0.2"),
+            ev("ADDED", "c", "10.0.0.3")
+        );
+        let cut = more.len() - 20;
+        let mut w = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        std::io::Write::write_all(&mut w, &more.as_bytes()[..cut]).unwrap();
+        set_mtime(&f, 300);
+        let out = l.poll();
+        assert!(out.changed, "no settling for a watch file: {out:?}");
+        assert!(out.warnings.is_empty() && out.errors.is_empty(), "{out:?}");
+        let inv = l.build();
+        assert_eq!(pod_of(&inv, "10.0.0.2", 150).as_deref(), Some("b"));
+        assert_eq!(pod_of(&inv, "10.0.0.3", 150), None, "not yet whole");
+        std::io::Write::write_all(&mut w, &more.as_bytes()[cut..]).unwrap();
+        set_mtime(&f, 400);
+        assert!(l.poll().changed);
+        assert_eq!(pod_of(&l.build(), "10.0.0.3", 150).as_deref(), Some("c"));
     }
 
     #[test]

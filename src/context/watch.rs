@@ -165,7 +165,7 @@ impl Splitter {
                         format!("document longer than {} MiB", MAX_DOCUMENT >> 20)
                     }
                 } else {
-                    e.to_string()
+                    bare(&e)
                 };
                 let err = DocError::Syntax {
                     line: line + e.line().saturating_sub(1),
@@ -180,6 +180,18 @@ impl Splitter {
             None => None,
         }
     }
+}
+
+/// A JSON error's text without its position, which is relative to the document (the caller
+/// says where the document is in the stream).
+fn bare(e: &serde_json::Error) -> String {
+    let mut m = e.to_string();
+    if e.line() > 0 {
+        if let Some(i) = m.rfind(" at line ") {
+            m.truncate(i);
+        }
+    }
+    m
 }
 
 /// A watch event's outer document; the object is read by its type.
@@ -358,7 +370,7 @@ impl WatchState {
         };
         let mut de = serde_json::Deserializer::from_slice(doc);
         let raw: RawEvent = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| field(e.path().to_string(), e.into_inner().to_string()))?;
+            .map_err(|e| field(e.path().to_string(), bare(e.inner())))?;
         let kind = raw.kind.ok_or_else(|| {
             field(
                 "type".into(),
