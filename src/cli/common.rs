@@ -380,9 +380,12 @@ impl ContextArgs {
     /// Loads the inventories (these flags over the config file's `[context]`), adds the
     /// context columns to conn.log and starts watching the files; reload events and errors
     /// go to stderr. `None` when no inventory is configured. Keep the watcher for the run.
+    /// `hold_streams`: commands and FIFOs start only at `Watcher::release_streams` (a live
+    /// capture, once it has dropped its privileges).
     pub fn start(
         &self,
         file: &nameflow::config::ContextSection,
+        hold_streams: bool,
     ) -> anyhow::Result<
         Option<(
             nameflow::context::Context,
@@ -405,7 +408,7 @@ impl ContextArgs {
             .map_err(anyhow::Error::msg)
             .context("cannot add the context columns to conn.log")?;
         let mut first = true;
-        let started = Ctx::start(&cfg, move |ev| match ev {
+        let started = Ctx::start_with(&cfg, hold_streams, move |ev| match ev {
             ContextEvent::Reloaded {
                 files,
                 stats,

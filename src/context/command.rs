@@ -67,6 +67,8 @@ pub enum FeedMsg {
     },
     /// Nothing from a feed: wakes the reload thread (to stop it).
     Wake,
+    /// Nothing from a feed: the held streams may start now.
+    Release,
 }
 
 /// Messages carry the index of the stream they are about.

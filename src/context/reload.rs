@@ -519,6 +519,7 @@ const PUMP_BATCH: usize = 1024;
 struct Stream {
     /// How messages name it.
     origin: String,
+    source: Origin,
     feed: Option<Feed>,
     split: Splitter,
     state: WatchState,
@@ -535,6 +536,14 @@ impl Loader {
     /// error in a file is returned (there is nothing to fall back on). Streams' problems are
     /// not fatal: they are reported by the reload thread.
     pub fn open(cfg: &ContextConfig) -> Result<Loader, ContextError> {
+        let mut l = Loader::open_held(cfg)?;
+        l.start_streams()?;
+        Ok(l)
+    }
+
+    /// Like [`Loader::open`], but the streams do not start until [`Loader::start_streams`]
+    /// (a live capture starts them once it has dropped its privileges).
+    pub fn open_held(cfg: &ContextConfig) -> Result<Loader, ContextError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut loader = Loader {
             cfg: cfg.clone(),
@@ -562,15 +571,11 @@ impl Loader {
             return Err(e);
         }
         loader.deferred.warnings = out.warnings;
-        for (i, o) in origins.into_iter().enumerate() {
-            let origin = o.describe();
-            let feed = Feed::start(i, o, loader.tx.clone()).map_err(|e| ContextError::Stream {
-                origin: origin.clone(),
-                message: format!("cannot start a thread to read it: {e}"),
-            })?;
+        for o in origins {
             loader.streams.push(Stream {
-                origin,
-                feed: Some(feed),
+                origin: o.describe(),
+                source: o,
+                feed: None,
                 split: Splitter::default(),
                 state: WatchState::default(),
                 last_doc: None,
@@ -579,6 +584,23 @@ impl Loader {
             });
         }
         Ok(loader)
+    }
+
+    /// Starts the streams' feeds that are not running yet.
+    pub fn start_streams(&mut self) -> Result<(), ContextError> {
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            if s.feed.is_some() {
+                continue;
+            }
+            let feed = Feed::start(i, s.source.clone(), self.tx.clone()).map_err(|e| {
+                ContextError::Stream {
+                    origin: s.origin.clone(),
+                    message: format!("cannot start a thread to read it: {e}"),
+                }
+            })?;
+            s.feed = Some(feed);
+        }
+        Ok(())
     }
 
     /// What opening found that is worth saying but not fatal (documents of watch files
@@ -592,7 +614,8 @@ impl Loader {
     pub fn first_lists(&mut self, timeout: Duration) {
         let until = Instant::now() + timeout;
         let mut out = std::mem::take(&mut self.deferred);
-        while self.streams.iter().any(|s| !s.settled) && Instant::now() < until {
+        while self.streams.iter().any(|s| s.feed.is_some() && !s.settled) && Instant::now() < until
+        {
             let o = self.pump(until);
             out.absorb(o);
         }
@@ -648,11 +671,17 @@ impl Loader {
     }
 
     fn handle(&mut self, i: usize, msg: FeedMsg, out: &mut PollOutcome) {
+        if let FeedMsg::Release = msg {
+            if let Err(e) = self.start_streams() {
+                out.warnings.push(e);
+            }
+            return;
+        }
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
         match msg {
-            FeedMsg::Wake => {}
+            FeedMsg::Wake | FeedMsg::Release => {}
             FeedMsg::Started { at } => {
                 s.split.reset();
                 s.state.relist(at);
@@ -927,6 +956,14 @@ impl Watcher {
         self.halt();
     }
 
+    /// Starts the streams held by [`Context::start_with`] (from the reload thread, which
+    /// then runs with the privileges the process has at that point).
+    pub fn release_streams(&self) {
+        if let Some(w) = &self.waker {
+            let _ = w.send((usize::MAX, FeedMsg::Release));
+        }
+    }
+
     fn halt(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(w) = self.waker.take() {
@@ -965,11 +1002,28 @@ impl Context {
     /// lists, and starts the reload thread, which reports through `events`.
     pub fn start(
         cfg: &ContextConfig,
+        events: impl FnMut(ContextEvent) + Send + 'static,
+    ) -> Result<(Context, Watcher), ContextError> {
+        Context::start_with(cfg, false, events)
+    }
+
+    /// Like [`Context::start`]; with `hold_streams`, the streams (commands, FIFOs) start only
+    /// at [`Watcher::release_streams`], on the reload thread, and their first lists are not
+    /// waited for. A live capture releases them once it has dropped its privileges, so no
+    /// command it runs holds any.
+    pub fn start_with(
+        cfg: &ContextConfig,
+        hold_streams: bool,
         mut events: impl FnMut(ContextEvent) + Send + 'static,
     ) -> Result<(Context, Watcher), ContextError> {
         let t0 = Instant::now();
-        let mut loader = Loader::open(cfg)?;
-        loader.first_lists(FIRST_LIST_WAIT);
+        let mut loader = if hold_streams {
+            Loader::open_held(cfg)?
+        } else {
+            let mut l = Loader::open(cfg)?;
+            l.first_lists(FIRST_LIST_WAIT);
+            l
+        };
         let inv = loader.build();
         let ctx = Context::fixed(inv);
         let early = loader.take_deferred();
@@ -1329,6 +1383,26 @@ mod tests {
         set_mtime(&f, 400);
         assert!(l.poll().changed);
         assert_eq!(pod_of(&l.build(), "10.0.0.3", 150).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn held_streams_start_only_when_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let cfg = ContextConfig {
+            commands: vec![format!("touch '{}'", ran.display())],
+            ..ContextConfig::default()
+        };
+        let (_ctx, w) = Context::start_with(&cfg, true, |_| {}).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!ran.exists(), "held: not started");
+        w.release_streams();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !ran.exists() {
+            assert!(Instant::now() < deadline, "released: started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        w.stop();
     }
 
     #[test]
