@@ -261,9 +261,9 @@ pub struct WatchState {
     /// The latest time a document declared (a file's clock).
     clock: u64,
     relist: Option<Relist>,
-    /// Events applied, for the run summary.
+    /// Events about pods, services and nodes applied.
     pub events: u64,
-    /// Objects of kinds that hold no address, or without an address yet.
+    /// Events about objects of kinds that hold no address, or without an address (yet).
     pub ignored: u64,
 }
 
