@@ -14,6 +14,12 @@
 //! that source's last good state; the error (file, line and column, or field) goes to the
 //! event callback (stderr) and to [`ContextStats`] (stats.log).
 //!
+//! Watch streams (a FIFO among the paths, `--context-command`) are read by feed threads
+//! ([`super::command`]), which send their bytes to the reload thread; [`Loader::pump`] applies
+//! them ([`super::watch`]) between polls, and the thread rebuilds at most every
+//! `REBUILD_GAP`. A stream's problems are never fatal: a bad document is reported and
+//! skipped, a failing command is reported once and retried, each failure counted.
+//!
 //! Workers hold a [`ContextReader`]: once per batch it compares one atomic generation number
 //! with the one it saw, and only when it changed loads the new inventory (`arc-swap`, no
 //! lock). Old inventories are freed by the reload thread, never on a worker.
@@ -203,6 +209,10 @@ fn stream_doc_error(origin: &str, e: watch::DocError) -> ContextError {
         message: format!("{message}; skipped, reading on at the next document"),
     }
 }
+
+/// One file as a replay read it: its version, its windows (none for a snapshot) and, for a
+/// watch file, how many of its document errors have been reported.
+type Replayed = (PathBuf, Sig, Option<Vec<Window>>, Option<usize>);
 
 /// What identifies one version of a file.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -413,18 +423,19 @@ impl Source {
             all.sort_by_key(|(p, s)| (s.mtime_ns, p.clone()));
             // Rebuild into a fresh history; on any error the old history stays.
             let mut fresh = Timeline::default();
-            let mut states: Vec<(PathBuf, Sig, Option<Vec<Window>>, bool)> = Vec::new();
+            let mut states: Vec<Replayed> = Vec::new();
             for (p, sig) in all {
                 match load_one(&p, sig, wanted) {
                     Ok(Parsed::Snapshot(s)) => {
                         fresh.apply(s);
-                        states.push((p, sig, None, false));
+                        states.push((p, sig, None, None));
                     }
-                    Ok(Parsed::Table(t)) => states.push((p, sig, Some(t), false)),
+                    Ok(Parsed::Table(t)) => states.push((p, sig, Some(t), None)),
                     Ok(Parsed::Watch { windows, errors }) => {
                         let warned = self.files.get(&p).map_or(0, |f| f.warned);
+                        let n = errors.len().max(warned);
                         out.warnings.extend(errors.into_iter().skip(warned));
-                        states.push((p, sig, Some(windows), true));
+                        states.push((p, sig, Some(windows), Some(n)));
                     }
                     Err(e) => {
                         out.errors.push(e);
@@ -440,7 +451,8 @@ impl Source {
                 f.done = Some(sig);
                 f.snapshot = t.is_none();
                 f.table = t;
-                f.watch = watch;
+                f.watch = watch.is_some();
+                f.warned = watch.unwrap_or(0);
                 out.applied.push(p);
             }
             out.changed = true;
