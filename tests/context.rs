@@ -573,3 +573,59 @@ fn a_damaged_watch_command_stream_is_reported_by_line_and_field_and_read_on() {
         "read on after the damage"
     );
 }
+
+#[test]
+fn a_fifo_whose_writer_comes_back_is_resynced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("k8s.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("failed to run mkfifo");
+    assert!(made.success());
+    // Two writers one after the other, as a supervisor restarting kubectl would be.
+    let write = |name: &'static str| {
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let text = std::fs::read(fixture(name)).expect("fixture");
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&f)
+                .expect("open the FIFO for writing");
+            std::io::Write::write_all(&mut w, &text).expect("write the FIFO");
+        })
+    };
+    let first = write("watch.json");
+    let cfg = ContextConfig {
+        paths: vec![fifo.clone()],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a FIFO source");
+    l.first_lists(Duration::from_secs(20));
+    first.join().expect("first writer");
+    let later = now_ns() + 3600 * 1_000_000_000;
+    assert_eq!(
+        pod_at_ns(&l.build(), "198.18.100.7", later).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e")
+    );
+    // The first writer's end may have been read while the first list was waited for.
+    let early = l.take_deferred();
+    if !early
+        .notes
+        .iter()
+        .any(|n| n.contains("its writer closed it"))
+    {
+        pump_until(&mut l, "its writer closed it");
+    }
+    let second = write("watch-relist.json");
+    let seen = pump_until(&mut l, "no longer listed closed at the restart");
+    second.join().expect("second writer");
+    assert!(seen.warnings.is_empty(), "{seen:#?}");
+    let inv = l.build();
+    assert_eq!(pod_at_ns(&inv, "198.18.100.7", later), None, "resynced");
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", ns("2024-05-01T10:31:00Z")).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e"),
+        "its history stays"
+    );
+}
