@@ -631,6 +631,18 @@ impl Loader {
             let o = self.pump(until);
             out.absorb(o);
         }
+        for st in self
+            .streams
+            .iter()
+            .filter(|s| s.feed.is_some() && !s.settled)
+        {
+            out.notes.push(format!(
+                "{}: no complete list within {} s; going on without it (what it sends is \
+                 applied as it comes)",
+                st.origin,
+                timeout.as_secs()
+            ));
+        }
         self.deferred = out;
     }
 
