@@ -505,7 +505,7 @@ fn check_watch(recs: &[serde_json::Value]) {
 }
 
 #[test]
-fn a_watch_command_feeds_the_inventory_of_a_read() {
+fn a_watch_command_and_a_watch_file_feed_the_inventory_of_a_read() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pcap = dir.path().join("t.pcap");
     watch_trace()
@@ -525,6 +525,21 @@ fn a_watch_command_feeds_the_inventory_of_a_read() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "read failed: {err}");
     assert!(err.contains("listed"), "{err}");
+    assert!(!err.contains("context error"), "{err}");
+    check_watch(&json_lines(&String::from_utf8_lossy(&o.stdout)));
+    // The same events as a file: an offline history, times from the objects.
+    let o = nameflow(&[
+        "read",
+        "-w",
+        "2",
+        "-o",
+        "-",
+        "--context",
+        fixture("watch.json").to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "read failed: {err}");
     assert!(!err.contains("context error"), "{err}");
     check_watch(&json_lines(&String::from_utf8_lossy(&o.stdout)));
 }
