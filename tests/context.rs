@@ -629,3 +629,34 @@ fn a_fifo_whose_writer_comes_back_is_resynced() {
         "its history stays"
     );
 }
+
+#[test]
+fn output_that_is_not_watch_events_is_said_ten_times_then_counted() {
+    // `kubectl get pods --watch -o json` without --output-watch-events prints bare objects.
+    let cfg = ContextConfig {
+        commands: vec![
+            "i=0; while [ $i -lt 30 ]; do echo '{\"kind\": \"Pod\", \"metadata\": {}}'; \
+             i=$((i+1)); done"
+                .into(),
+        ],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a command source");
+    l.first_lists(Duration::from_secs(20));
+    let seen = l.take_deferred();
+    assert_eq!(seen.warnings.len(), 10, "{seen:#?}");
+    assert!(
+        seen.warnings[0]
+            .to_string()
+            .contains("line 1: type: missing; a watch event is"),
+        "{}",
+        seen.warnings[0]
+    );
+    assert_eq!(seen.repeated, 20, "{seen:#?}");
+    assert!(
+        seen.notes
+            .iter()
+            .any(|n| n.contains("10 bad documents in a row")),
+        "{seen:#?}"
+    );
+}

@@ -541,6 +541,8 @@ struct Stream {
     failing: bool,
     /// Its first list is complete, or its first run ended or failed.
     settled: bool,
+    /// Bad documents since the last good one.
+    bad_in_row: u32,
 }
 
 impl Loader {
@@ -593,6 +595,7 @@ impl Loader {
                 last_doc: None,
                 failing: false,
                 settled: false,
+                bad_in_row: 0,
             });
         }
         Ok(loader)
@@ -855,14 +858,18 @@ fn read_docs(s: &mut Stream, at: At, eof: bool, wanted: &[String], out: &mut Pol
         match p {
             Piece::Doc(line, doc) => {
                 s.last_doc = Some(Instant::now());
-                match s.state.apply(line, doc, at, wanted) {
-                    Ok(Applied::Changed) => {
-                        s.failing = false;
-                        out.changed = true;
-                    }
-                    Ok(Applied::Nothing) => s.failing = false,
+                let applied = s.state.apply(line, doc, at, wanted);
+                if matches!(
+                    applied,
+                    Ok(Applied::Changed | Applied::Nothing | Applied::Resynced { .. })
+                ) {
+                    s.failing = false;
+                    s.bad_in_row = 0;
+                }
+                match applied {
+                    Ok(Applied::Changed) => out.changed = true,
+                    Ok(Applied::Nothing) => {}
                     Ok(Applied::Resynced { closed }) => {
-                        s.failing = false;
                         s.settled = true;
                         out.changed = true;
                         out.listed = true;
@@ -872,14 +879,41 @@ fn read_docs(s: &mut Stream, at: At, eof: bool, wanted: &[String], out: &mut Pol
                     Ok(Applied::ApiError(msg)) => out.warnings.push(ContextError::Stream {
                         origin: s.origin.clone(),
                         message: format!(
-                            "line {line}: the API server ended the watch: {msg}; keeping the last good state"
+                            "line {line}: the API server ended the watch: {msg}; keeping the \
+                             last good state"
                         ),
                     }),
-                    Err(e) => out.warnings.push(stream_doc_error(&s.origin, e)),
+                    Err(e) => {
+                        let e = stream_doc_error(&s.origin, e);
+                        bad_doc(s, e, out);
+                    }
                 }
             }
-            Piece::Bad(e) => out.warnings.push(stream_doc_error(&s.origin, e)),
+            Piece::Bad(e) => {
+                let e = stream_doc_error(&s.origin, e);
+                bad_doc(s, e, out);
+            }
         }
+    }
+}
+
+/// Bad documents in a row printed per stream (output that is not watch events at all would
+/// repeat one error per document); later ones are counted until a good document comes.
+const BAD_DOCS_SAID: u32 = 10;
+
+fn bad_doc(s: &mut Stream, e: ContextError, out: &mut PollOutcome) {
+    s.bad_in_row += 1;
+    match s.bad_in_row {
+        n if n < BAD_DOCS_SAID => out.warnings.push(e),
+        BAD_DOCS_SAID => {
+            out.warnings.push(e);
+            out.notes.push(format!(
+                "{}: {BAD_DOCS_SAID} bad documents in a row; further ones are counted \
+                 (context_errors), not printed, until a good one",
+                s.origin
+            ));
+        }
+        _ => out.repeated += 1,
     }
 }
 
