@@ -381,6 +381,8 @@ impl OutputSection {
 #[serde(deny_unknown_fields)]
 pub struct ContextSection {
     pub files: Option<Vec<PathBuf>>,
+    /// Shell commands whose output is a Kubernetes watch stream.
+    pub commands: Option<Vec<String>>,
     pub poll: Option<String>,
     pub prefix: Option<String>,
     pub max_records: Option<usize>,
@@ -393,6 +395,7 @@ impl ContextSection {
     pub fn over(&self, base: &ContextSection) -> ContextSection {
         ContextSection {
             files: self.files.clone().or_else(|| base.files.clone()),
+            commands: self.commands.clone().or_else(|| base.commands.clone()),
             poll: self.poll.clone().or_else(|| base.poll.clone()),
             prefix: self.prefix.clone().or_else(|| base.prefix.clone()),
             max_records: self.max_records.or(base.max_records),
@@ -402,18 +405,32 @@ impl ContextSection {
 
     /// Validates and fills in defaults; `None` when no inventory is configured.
     pub fn resolve(&self) -> Result<Option<ContextConfig>, ConfigError> {
-        let Some(files) = self.files.clone().filter(|f| !f.is_empty()) else {
+        let files = self.files.clone().unwrap_or_default();
+        let commands = self.commands.clone().unwrap_or_default();
+        if files.is_empty() && commands.is_empty() {
             if self.extra.as_ref().is_some_and(|e| !e.is_empty()) {
                 return Err(invalid(
                     "--context-column / context.extra",
                     "",
-                    "extra columns need an inventory: also give --context / context.files",
+                    "extra columns need an inventory: also give --context / context.files or \
+                     --context-command / context.commands",
                 ));
             }
             return Ok(None);
-        };
+        }
+        for c in &commands {
+            if c.trim().is_empty() {
+                return Err(invalid(
+                    "--context-command / context.commands",
+                    c,
+                    "give a shell command, such as 'kubectl get pods,services,nodes -A \
+                     --watch --output-watch-events -o json'",
+                ));
+            }
+        }
         let mut cfg = ContextConfig {
             paths: files,
+            commands,
             ..ContextConfig::default()
         };
         if let Some(p) = &self.poll {
@@ -637,6 +654,20 @@ mod tests {
         assert_eq!(cfg.paths, [PathBuf::from("other.json")]);
         assert_eq!(cfg.extra.len(), 2);
         assert_eq!(parse("").unwrap().context.resolve().unwrap(), None);
+        // A command alone is an inventory; the flag's commands replace the file's.
+        let c = parse(
+            "[context]\ncommands = [\"kubectl get pods -A --watch --output-watch-events -o json\"]\n",
+        )
+        .unwrap();
+        let cfg = c.context.resolve().unwrap().unwrap();
+        assert!(cfg.paths.is_empty());
+        assert_eq!(cfg.commands.len(), 1);
+        let flags = ContextSection {
+            commands: Some(vec!["cat watch.json".into()]),
+            ..ContextSection::default()
+        };
+        let cfg = flags.over(&c.context).resolve().unwrap().unwrap();
+        assert_eq!(cfg.commands, ["cat watch.json"]);
     }
 
     #[test]
@@ -648,6 +679,7 @@ mod tests {
             ("files = [\"x\"]\nprefix = \"Bad-\"", "context.prefix"),
             ("extra = [\"app=label:app\"]", "context.files"),
             ("files = [\"x\"]\nextra = [\"app\"]", "context.extra"),
+            ("commands = [\" \"]", "context.commands"),
         ] {
             let c = parse(&format!("[context]\n{text}\n")).unwrap();
             let e = c.context.resolve().unwrap_err().to_string();

@@ -3,9 +3,21 @@
 //! `aws ec2 describe-instances` (EC2 API `DescribeInstances` as the AWS CLI prints it), with
 //! made-up names and documentation/benchmark addresses. Each test loads them through the
 //! same loader the CLI uses and asks what an address was at an instant.
+//!
+//! The watch-event fixtures (`watch*.json`) are what `kubectl get pods,services,nodes -A
+//! --watch --output-watch-events -o json` prints: `{"type": ..., "object": ...}` documents,
+//! pretty-printed one after the other, the objects as in the v1 API (`watch.json`: a node, a
+//! service, a pod deleted and a new pod on its address, a job pod that lived 20 s, a
+//! host-network pod, a bookmark; `watch-relist.json`: what a restarted command lists when
+//! that new pod is gone; `watch-damaged.json`: a syntax error, a bad address and an `ERROR`
+//! status among good documents).
 
-use nameflow::context::{col, ContextConfig, EndContext, ExtraColumn, Inventory, Loader};
+use nameflow::context::reload::{now_ns, PollOutcome};
+use nameflow::context::{
+    col, Context, ContextConfig, ContextEvent, EndContext, ExtraColumn, Inventory, Loader,
+};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -269,4 +281,382 @@ fn the_attribute_columns_take_labels_tags_and_table_fields() {
     assert_eq!(v(8).as_deref(), Some("Running"), "phase");
     assert_eq!(v(9).as_deref(), Some("123456789012"), "account");
     assert_eq!(v(10).as_deref(), Some("m6i.xlarge"), "instance type");
+}
+
+/// What `ip` was at `t_ns` (nanoseconds since the epoch): its pod, or `None`.
+fn pod_at_ns(inv: &Inventory, ip: &str, t_ns: u64) -> Option<String> {
+    let mut e = EndContext::default();
+    inv.lookup(ip.parse().expect("test address"), t_ns, &mut e);
+    e.get(col::POD)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[test]
+fn watch_events_a_deleted_pod_then_a_new_pod_on_its_address() {
+    // checkout-…-x2x1z held 198.18.100.7 from 10:00:00; it was deleted with a grace period
+    // ending 10:30:30 (MODIFIED with deletionTimestamp, then DELETED). checkout-…-q8w3e got
+    // the address at 10:30:40, just before a connection at 10:30:45.
+    let inv = load(&["watch.json"]);
+    let pod = |when| get(&at(&inv, "198.18.100.7", when), "pod");
+    assert_eq!(
+        pod("2024-05-01T10:15:00Z").as_deref(),
+        Some("checkout-7d4b9c6f5-x2x1z")
+    );
+    assert_eq!(
+        pod("2024-05-01T10:30:29Z").as_deref(),
+        Some("checkout-7d4b9c6f5-x2x1z"),
+        "terminating: until its deletion time"
+    );
+    assert_eq!(pod("2024-05-01T10:30:35Z"), None, "deleted, not yet reused");
+    assert_eq!(
+        pod("2024-05-01T10:30:45Z").as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e")
+    );
+    let c = at(&inv, "198.18.100.7", "2024-05-01T10:30:45Z");
+    assert_eq!(get(&c, "pod_namespace").as_deref(), Some("shop"));
+    assert_eq!(get(&c, "pod_node").as_deref(), Some("worker-a"));
+    assert_eq!(get(&c, "app").as_deref(), Some("checkout"));
+    assert!(
+        at(&inv, "198.18.100.7", "2024-05-01T09:59:59Z").is_empty(),
+        "before the first pod started"
+    );
+}
+
+#[test]
+fn watch_events_a_pod_that_lived_20_s_between_two_snapshots_is_attributed() {
+    // report-…-9zz1c: Pending at 10:19:58, address 198.18.100.21 from 10:20:00, finished at
+    // 10:20:20, deleted at 10:20:25. A snapshot a minute apart would never list it.
+    let inv = load(&["watch.json"]);
+    let pod = |when| get(&at(&inv, "198.18.100.21", when), "pod");
+    assert_eq!(
+        pod("2024-05-01T10:20:10Z").as_deref(),
+        Some("report-28573940-9zz1c")
+    );
+    assert_eq!(
+        get(
+            &at(&inv, "198.18.100.21", "2024-05-01T10:20:10Z"),
+            "pod_namespace"
+        )
+        .as_deref(),
+        Some("batch")
+    );
+    assert_eq!(pod("2024-05-01T10:19:59Z"), None, "before its address");
+    assert_eq!(pod("2024-05-01T10:20:21Z"), None, "finished at 10:20:20");
+}
+
+#[test]
+fn watch_events_services_nodes_and_the_host_network_pod() {
+    let inv = load(&["watch.json"]);
+    let svc = at(&inv, "198.19.0.20", "2024-05-01T11:00:00Z");
+    assert_eq!(get(&svc, "svc").as_deref(), Some("shop/checkout"));
+    let node = at(&inv, "198.18.10.1", "2024-05-01T10:00:00Z");
+    assert_eq!(get(&node, "pod_node").as_deref(), Some("worker-a"));
+    assert_eq!(
+        get(&node, "pod"),
+        None,
+        "the host-network pod claims nothing"
+    );
+}
+
+#[test]
+fn a_damaged_watch_stream_is_reported_by_line_and_field_and_read_on() {
+    let cfg = ContextConfig {
+        paths: vec![fixture("watch-damaged.json")],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("bad watch documents are not fatal");
+    let w: Vec<String> = l
+        .take_deferred()
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(w[0].contains("watch-damaged.json:105:"), "syntax: {}", w[0]);
+    assert!(
+        w[1].contains("line 109: object.status.podIPs[0].ip") && w[1].contains("198.18.100.300"),
+        "field: {}",
+        w[1]
+    );
+    assert!(
+        w[2].contains("line 209") && w[2].contains("410: Expired"),
+        "the ERROR document: {}",
+        w[2]
+    );
+    let inv = l.build();
+    assert_eq!(
+        get(&at(&inv, "198.18.100.7", "2024-05-01T10:15:00Z"), "pod").as_deref(),
+        Some("checkout-7d4b9c6f5-x2x1z"),
+        "before the damage"
+    );
+    assert_eq!(
+        get(&at(&inv, "198.19.0.20", "2024-05-01T10:15:00Z"), "svc").as_deref(),
+        Some("shop/checkout"),
+        "after it"
+    );
+}
+
+/// Pumps `l` until a note contains `want`, or panics after 20 s; returns all it saw.
+fn pump_until(l: &mut Loader, want: &str) -> PollOutcome {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = PollOutcome::default();
+    while !seen.notes.iter().any(|n| n.contains(want)) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {want:?}: {seen:#?}"
+        );
+        seen.absorb(l.pump(Instant::now() + Duration::from_millis(200)));
+    }
+    seen
+}
+
+#[test]
+fn a_watch_command_that_exits_is_restarted_and_its_relist_closes_what_is_gone() {
+    // The command replays watch.json and exits; started again, it lists only the node and the
+    // service (watch-relist.json): the pod it no longer lists is closed at the restart.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ran = dir.path().join("ran");
+    let script = format!(
+        "if [ -e '{ran}' ]; then cat '{relist}'; else touch '{ran}'; cat '{first}'; fi; exit 0",
+        ran = ran.display(),
+        relist = fixture("watch-relist.json").display(),
+        first = fixture("watch.json").display(),
+    );
+    let cfg = ContextConfig {
+        commands: vec![script],
+        extra: extra(&EXTRA),
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a command source");
+    l.first_lists(Duration::from_secs(20));
+    let first = l.take_deferred();
+    assert!(first.warnings.is_empty(), "{first:#?}");
+    let inv = l.build();
+    let later = now_ns() + 3600 * 1_000_000_000;
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", later).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e"),
+        "open while the first run's state holds"
+    );
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.21", ns("2024-05-01T10:20:10Z")).as_deref(),
+        Some("report-28573940-9zz1c")
+    );
+
+    let before_restart = now_ns();
+    let seen = pump_until(&mut l, "no longer listed closed at the restart");
+    let after_restart = now_ns();
+    assert!(seen.restarts >= 1, "{seen:#?}");
+    assert!(
+        seen.notes.iter().any(|n| n.contains("exited (status 0)")),
+        "{seen:#?}"
+    );
+    assert!(seen.warnings.is_empty(), "{seen:#?}");
+    let inv = l.build();
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", ns("2024-05-01T10:31:00Z")).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e"),
+        "its history stays"
+    );
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", after_restart + 1_000_000_000),
+        None,
+        "closed at the restart"
+    );
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", before_restart).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e"),
+        "open until the restart"
+    );
+    let mut e = EndContext::default();
+    inv.lookup("198.19.0.20".parse().unwrap(), later, &mut e);
+    assert_eq!(
+        e.get(col::SVC),
+        Some(&b"shop/checkout"[..]),
+        "listed again: still open"
+    );
+}
+
+#[test]
+fn a_watch_command_that_cannot_run_is_said_once_and_retried_with_backoff() {
+    let cfg = ContextConfig {
+        commands: vec!["/nonexistent/kubectl get pods -A --watch -o json".into()],
+        ..ContextConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (ctx, watcher) = Context::start(&cfg, move |e| {
+        let _ = tx.send(e);
+    })
+    .expect("a failing command is not fatal");
+    // Runs at 0 s, after 1 s and after 2 s more: three failures within 3.6 s.
+    std::thread::sleep(Duration::from_millis(3600));
+    let st = ctx.stats();
+    watcher.stop();
+    let errors: Vec<String> = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            ContextEvent::Error(e) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "said once: {errors:#?}");
+    assert!(
+        errors[0].contains("command `/nonexistent/kubectl") && errors[0].contains("127"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("starting it again in 1 s"),
+        "{}",
+        errors[0]
+    );
+    assert!(st.restarts >= 2, "retries counted: {st:?}");
+    assert!(st.errors >= 2, "every failure counted: {st:?}");
+    assert!(st
+        .last_error
+        .is_some_and(|e| e.contains("/nonexistent/kubectl")));
+}
+
+#[test]
+fn a_damaged_watch_command_stream_is_reported_by_line_and_field_and_read_on() {
+    let cmd = format!("cat '{}'", fixture("watch-damaged.json").display());
+    let cfg = ContextConfig {
+        commands: vec![cmd.clone()],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a command source");
+    l.first_lists(Duration::from_secs(20));
+    // The ERROR document cut the list short, so the first run is settled only when it
+    // ends, which closes nothing.
+    let seen = l.take_deferred();
+    assert!(
+        seen.notes.iter().any(|n| n.contains("exited (status 0)")),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen.notes.iter().any(|n| n.contains("list complete")),
+        "{seen:#?}"
+    );
+    let w: Vec<String> = seen.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    let origin = format!("context command `{cmd}`: ");
+    assert!(w.iter().all(|e| e.starts_with(&origin)), "{w:#?}");
+    assert!(
+        w[0].contains("line 105, column 23: key must be a string; skipped"),
+        "syntax: {}",
+        w[0]
+    );
+    assert!(
+        w[1].contains("line 109: object.status.podIPs[0].ip"),
+        "field: {}",
+        w[1]
+    );
+    assert!(
+        w[2].contains("line 209") && w[2].contains("410: Expired"),
+        "{}",
+        w[2]
+    );
+    let inv = l.build();
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", ns("2024-05-01T10:15:00Z")).as_deref(),
+        Some("checkout-7d4b9c6f5-x2x1z")
+    );
+    let mut e = EndContext::default();
+    inv.lookup(
+        "198.19.0.20".parse().unwrap(),
+        ns("2024-05-01T10:15:00Z"),
+        &mut e,
+    );
+    assert_eq!(
+        e.get(col::SVC),
+        Some(&b"shop/checkout"[..]),
+        "read on after the damage"
+    );
+}
+
+#[test]
+fn a_fifo_whose_writer_comes_back_is_resynced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("k8s.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("failed to run mkfifo");
+    assert!(made.success());
+    // Two writers one after the other, as a supervisor restarting kubectl would be.
+    let write = |name: &'static str| {
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let text = std::fs::read(fixture(name)).expect("fixture");
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&f)
+                .expect("open the FIFO for writing");
+            std::io::Write::write_all(&mut w, &text).expect("write the FIFO");
+        })
+    };
+    let first = write("watch.json");
+    let cfg = ContextConfig {
+        paths: vec![fifo.clone()],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a FIFO source");
+    l.first_lists(Duration::from_secs(20));
+    first.join().expect("first writer");
+    let later = now_ns() + 3600 * 1_000_000_000;
+    assert_eq!(
+        pod_at_ns(&l.build(), "198.18.100.7", later).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e")
+    );
+    // The first writer's end may have been read while the first list was waited for.
+    let early = l.take_deferred();
+    if !early
+        .notes
+        .iter()
+        .any(|n| n.contains("its writer closed it"))
+    {
+        pump_until(&mut l, "its writer closed it");
+    }
+    let second = write("watch-relist.json");
+    let seen = pump_until(&mut l, "no longer listed closed at the restart");
+    second.join().expect("second writer");
+    assert!(seen.warnings.is_empty(), "{seen:#?}");
+    let inv = l.build();
+    assert_eq!(pod_at_ns(&inv, "198.18.100.7", later), None, "resynced");
+    assert_eq!(
+        pod_at_ns(&inv, "198.18.100.7", ns("2024-05-01T10:31:00Z")).as_deref(),
+        Some("checkout-7d4b9c6f5-q8w3e"),
+        "its history stays"
+    );
+}
+
+#[test]
+fn output_that_is_not_watch_events_is_said_ten_times_then_counted() {
+    // `kubectl get pods --watch -o json` without --output-watch-events prints bare objects.
+    let cfg = ContextConfig {
+        commands: vec![
+            "i=0; while [ $i -lt 30 ]; do echo '{\"kind\": \"Pod\", \"metadata\": {}}'; \
+             i=$((i+1)); done"
+                .into(),
+        ],
+        ..ContextConfig::default()
+    };
+    let mut l = Loader::open(&cfg).expect("a command source");
+    l.first_lists(Duration::from_secs(20));
+    let seen = l.take_deferred();
+    assert_eq!(seen.warnings.len(), 10, "{seen:#?}");
+    assert!(
+        seen.warnings[0]
+            .to_string()
+            .contains("line 1: type: missing; a watch event is"),
+        "{}",
+        seen.warnings[0]
+    );
+    assert_eq!(seen.repeated, 20, "{seen:#?}");
+    assert!(
+        seen.notes
+            .iter()
+            .any(|n| n.contains("10 bad documents in a row")),
+        "{seen:#?}"
+    );
 }

@@ -1,7 +1,9 @@
 //! End-to-end: `nameflow read --context ...` over synthetic traces. Pods that use one address
 //! one after the other, a directory of successive snapshots, inventories reloaded while a
 //! run reads its capture from a pipe (a good reload is used by later flows; a malformed one
-//! is reported and the last good inventory stays), and the columns in TSV and JSON.
+//! is reported and the last good inventory stays), and the columns in TSV and JSON. Watch
+//! events from `--context-command` (a script replaying `tests/context/watch.json`) and from a
+//! FIFO, and a command that cannot run.
 
 use nameflow::synth::{Trace, TsResolution};
 use std::io::{BufRead, BufReader, Write};
@@ -472,4 +474,159 @@ fn reload_during_a_run_is_used_by_later_flows_and_a_bad_one_keeps_the_last_good(
     );
     let status = child.wait().expect("wait");
     assert!(status.success());
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/context")
+        .join(name)
+}
+
+/// 2024-05-01T10:00:00Z.
+const T10: u64 = T9 + 3600 * S;
+
+/// Flows from the pods of `tests/context/watch.json`: the first checkout pod at 10:15, the
+/// 20-second job pod at 10:20:10, the second checkout pod at 10:30:45.
+fn watch_trace() -> Trace {
+    let mut t = Trace::new();
+    exchange(&mut t, T10 + 900 * S, addr(7, 5001), server(9000));
+    exchange(&mut t, T10 + 1210 * S, addr(21, 5002), server(9000));
+    exchange(&mut t, T10 + 1845 * S, addr(7, 5003), server(9000));
+    t
+}
+
+fn check_watch(recs: &[serde_json::Value]) {
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    assert_eq!(by_port(recs, 5001)["orig_pod"], "checkout-7d4b9c6f5-x2x1z");
+    assert_eq!(by_port(recs, 5002)["orig_pod"], "report-28573940-9zz1c");
+    assert_eq!(by_port(recs, 5002)["orig_pod_namespace"], "batch");
+    assert_eq!(by_port(recs, 5003)["orig_pod"], "checkout-7d4b9c6f5-q8w3e");
+    assert_eq!(by_port(recs, 5003)["orig_pod_node"], "worker-a");
+}
+
+#[test]
+fn a_watch_command_and_a_watch_file_feed_the_inventory_of_a_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("t.pcap");
+    watch_trace()
+        .write_pcap(&pcap, TsResolution::Micro)
+        .expect("write pcap");
+    let cmd = format!("cat '{}'; exit 0", fixture("watch.json").display());
+    let o = nameflow(&[
+        "read",
+        "-w",
+        "2",
+        "-o",
+        "-",
+        "--context-command",
+        &cmd,
+        pcap.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "read failed: {err}");
+    assert!(err.contains("listed"), "{err}");
+    assert!(!err.contains("context error"), "{err}");
+    check_watch(&json_lines(&String::from_utf8_lossy(&o.stdout)));
+    // The same events as a file: an offline history, times from the objects.
+    let o = nameflow(&[
+        "read",
+        "-w",
+        "2",
+        "-o",
+        "-",
+        "--context",
+        fixture("watch.json").to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "read failed: {err}");
+    assert!(!err.contains("context error"), "{err}");
+    check_watch(&json_lines(&String::from_utf8_lossy(&o.stdout)));
+}
+
+#[test]
+fn a_watch_fifo_is_read_as_it_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("t.pcap");
+    watch_trace()
+        .write_pcap(&pcap, TsResolution::Micro)
+        .expect("write pcap");
+    let fifo = dir.path().join("k8s.fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("failed to run mkfifo");
+    assert!(made.success());
+    // kubectl's side: writes the stream into the FIFO, then closes it.
+    let (f, text) = (fifo.clone(), std::fs::read(fixture("watch.json")).unwrap());
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .expect("open the FIFO for writing");
+        w.write_all(&text).expect("write the FIFO");
+    });
+    let o = nameflow(&[
+        "read",
+        "-w",
+        "1",
+        "-o",
+        "-",
+        "--context",
+        fifo.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    writer.join().expect("writer");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "read failed: {err}");
+    assert!(err.contains("FIFO") && err.contains("listed"), "{err}");
+    check_watch(&json_lines(&String::from_utf8_lossy(&o.stdout)));
+}
+
+#[test]
+fn a_watch_command_that_cannot_run_is_said_once_and_the_read_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nameflow"))
+        .args([
+            "read",
+            "-w",
+            "1",
+            "-o",
+            "-",
+            "--context-command",
+            "exit 3",
+            "-",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nameflow");
+    // Long enough for the command to fail three times (at 0 s, 1 s and 3 s).
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(&watch_trace().pcap_bytes(TsResolution::Micro))
+        .expect("feed the capture");
+    drop(stdin);
+    let o = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "a failing command is no reason to stop: {err}"
+    );
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("context error"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once: {err}");
+    assert!(
+        said[0].contains("command `exit 3`") && said[0].contains("exit status: 3"),
+        "{}",
+        said[0]
+    );
+    let recs = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(recs.len(), 3, "the capture is read all the same");
+    assert!(recs.iter().all(|r| r.get("orig_pod").is_none()));
 }

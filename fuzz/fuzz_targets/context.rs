@@ -1,5 +1,5 @@
-//! The inventory parsers (kubectl pods/services/nodes JSON, `aws ec2 describe-instances`,
-//! JSON-lines tables), then the validity windows and the inventory built from what they accept,
+//! The inventory parsers (kubectl pods/services/nodes JSON, kubectl watch events,
+//! `aws ec2 describe-instances`, JSON-lines tables), then the validity windows and the inventory built from what they accept,
 //! and a lookup in it.
 //!
 //! Byte 0 picks the file name (which decides whether the text is read as a table) and the
@@ -36,6 +36,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let windows = match parse_file(path, text, 1_700_000_000_000_000_000, &wanted) {
         Ok(Parsed::Table(w)) => w,
+        Ok(Parsed::Watch { windows, errors }) => {
+            // Every skipped document names the file.
+            for e in &errors {
+                assert!(e.to_string().contains("inventory.json"), "{e}");
+            }
+            windows
+        }
         Ok(Parsed::Snapshot(snap)) => {
             let mut tl = Timeline::default();
             tl.apply(snap);

@@ -283,8 +283,9 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(nameflow::engine::metrics::MetricsServer::start)
         .transpose()?;
-    // Kept until the run ends: the inventories are reloaded while it lasts.
-    let context = context_args.start(&file.context)?;
+    // Kept until the run ends: the inventories are reloaded while it lasts. Its commands and
+    // FIFOs start once privileges are dropped, below.
+    let context = context_args.start(&file.context, true)?;
     cfg.context = context.as_ref().map(|(c, _)| c.clone());
     cfg.metrics = metrics.as_ref().map(|m| m.publisher());
     let stop = Arc::new(AtomicBool::new(false));
@@ -316,6 +317,10 @@ pub fn run(args: CaptureArgs, file: &Config) -> anyhow::Result<ExitCode> {
                     return;
                 }
             }
+        }
+        // The context's commands run with what the capture keeps now: no capability.
+        if let Some((_, w)) = &context {
+            w.release_streams();
         }
         if let Some(m) = &metrics {
             if !quiet {

@@ -353,10 +353,17 @@ impl NameArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ContextArgs {
     /// An inventory: `kubectl get pods,services,nodes -A -o json` or `aws ec2
-    /// describe-instances` output, a JSON-lines table (*.jsonl), or a directory of successive
-    /// snapshots. Repeat for several. Files are watched and reloaded when they change.
+    /// describe-instances` output, a JSON-lines table (*.jsonl), a directory of successive
+    /// snapshots, or Kubernetes watch events (`kubectl get ... --watch --output-watch-events
+    /// -o json`) in a file or a FIFO. Repeat for several. Files are watched and reloaded when
+    /// they change.
     #[arg(long = "context", value_name = "PATH")]
     pub context: Vec<std::path::PathBuf>,
+    /// A shell command whose output is Kubernetes watch events, read as it arrives and
+    /// started again (with backoff) when it exits, e.g. 'kubectl get pods,services,nodes -A
+    /// --watch --output-watch-events -o json'. Repeat for several.
+    #[arg(long = "context-command", value_name = "CMD")]
+    pub commands: Vec<String>,
     /// An extra conn.log column NAME=ATTRIBUTE (e.g. app=label:app, team=team, az=az);
     /// repeat for up to 4. See docs/context.md for the attributes.
     #[arg(long = "context-column", value_name = "NAME=ATTRIBUTE")]
@@ -373,9 +380,12 @@ impl ContextArgs {
     /// Loads the inventories (these flags over the config file's `[context]`), adds the
     /// context columns to conn.log and starts watching the files; reload events and errors
     /// go to stderr. `None` when no inventory is configured. Keep the watcher for the run.
+    /// `hold_streams`: commands and FIFOs start only at `Watcher::release_streams` (a live
+    /// capture, once it has dropped its privileges).
     pub fn start(
         &self,
         file: &nameflow::config::ContextSection,
+        hold_streams: bool,
     ) -> anyhow::Result<
         Option<(
             nameflow::context::Context,
@@ -385,6 +395,7 @@ impl ContextArgs {
         use nameflow::context::{Context as Ctx, ContextEvent};
         let flags = nameflow::config::ContextSection {
             files: (!self.context.is_empty()).then(|| self.context.clone()),
+            commands: (!self.commands.is_empty()).then(|| self.commands.clone()),
             poll: self.context_poll.clone(),
             prefix: self.context_prefix.clone(),
             max_records: None,
@@ -397,7 +408,7 @@ impl ContextArgs {
             .map_err(anyhow::Error::msg)
             .context("cannot add the context columns to conn.log")?;
         let mut first = true;
-        let started = Ctx::start(&cfg, move |ev| match ev {
+        let started = Ctx::start_with(&cfg, hold_streams, move |ev| match ev {
             ContextEvent::Reloaded {
                 files,
                 stats,
@@ -434,6 +445,7 @@ impl ContextArgs {
             ContextEvent::Error(e) => {
                 eprintln!("nameflow: context error: {e}; keeping the last good inventory");
             }
+            ContextEvent::Note(n) => eprintln!("nameflow: context {n}"),
         })
         .context("cannot load the context inventories")?;
         Ok(Some(started))

@@ -458,9 +458,12 @@ pub fn default_file() -> String {
          # This sensor's name (_system_name in NATS records); default the host name.\n\
          # sensor = \"sensor-1\"\n\n\
          [context]\n\
-         # Inventories: kubectl/AWS CLI JSON files, JSON-lines tables (*.jsonl), or directories of\n\
-         # successive snapshots (docs/context.md). Without files there are no context columns.\n\
+         # Inventories: kubectl/AWS CLI JSON files, JSON-lines tables (*.jsonl), directories of\n\
+         # successive snapshots, or watch-event files and FIFOs (docs/context.md). Without files\n\
+         # or commands there are no context columns.\n\
          # files = [\"/var/lib/nameflow/k8s\"]\n\
+         # Commands whose output is kubectl watch events, restarted when they exit.\n\
+         # commands = [\"kubectl get pods,services,nodes -A --watch --output-watch-events -o json\"]\n\
          # poll = \"2s\"\n\
          # prefix = \"ctx_\"\n\
          # max_records = 2000000\n\

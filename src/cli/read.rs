@@ -61,7 +61,7 @@ pub fn run(args: ReadArgs, config: &Config) -> anyhow::Result<ExitCode> {
     // conn.log's columns depend on the key; fixed before the context adds its own.
     args.flow.conn_log_columns()?;
     // Kept until the run ends: the inventories are reloaded while it lasts.
-    let context = args.context.start(&config.context)?;
+    let context = args.context.start(&config.context, false)?;
     let cfg = ReadConfig {
         workers: worker_count(args.workers)?,
         pin: !args.no_pin,

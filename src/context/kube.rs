@@ -201,6 +201,18 @@ fn identity(o: &Object, at: &str) -> Result<(String, String), FieldError> {
     Ok((name, uid))
 }
 
+/// The scope and identity an object's observations carry (`k8s:Pod` and its uid), or
+/// `None` for kinds that hold no address or an object without a name.
+pub fn object_key(o: &Object) -> Option<(&'static str, String)> {
+    let scope = match o.kind.as_deref()? {
+        "Pod" => "k8s:Pod",
+        "Service" => "k8s:Service",
+        "Node" => "k8s:Node",
+        _ => return None,
+    };
+    identity(o, "").ok().map(|(_, uid)| (scope, uid))
+}
+
 fn pod(o: &Object, at: &str, wanted: &[String], snap: &mut Snapshot) -> Result<(), FieldError> {
     let (name, uid) = identity(o, at)?;
     if o.spec.host_network == Some(true) {

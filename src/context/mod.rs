@@ -9,6 +9,9 @@
 //!   account, private and public addresses);
 //! - [`table`]: a JSON-lines table `{ip, valid_from?, valid_to?, fields...}` for anything else.
 //!
+//! - [`watch`]: Kubernetes watch events (`kubectl get ... --watch --output-watch-events -o
+//!   json`) from a file, a FIFO or a command ([`command`] runs and restarts it).
+//!
 //! [`history`] turns successive snapshots (the files of a directory, in modification-time
 //! order) into windows: a later snapshot extends a window, an object that vanishes or is
 //! deleted closes it, and a new holder of the same address closes the previous one.
@@ -21,11 +24,13 @@
 //! Field reference and the commands that produce each input: `docs/context.md`.
 
 pub mod aws;
+pub mod command;
 pub mod history;
 pub mod inventory;
 pub mod kube;
 pub mod reload;
 pub mod table;
+pub mod watch;
 
 pub use inventory::Inventory;
 pub use reload::{Context, ContextEvent, ContextReader, ContextStats, Loader};
@@ -40,8 +45,11 @@ use std::time::Duration;
 /// Validated context settings (the `[context]` config section and the `--context*` flags).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContextConfig {
-    /// Inventory files and snapshot directories.
+    /// Inventory files, snapshot directories and FIFOs.
     pub paths: Vec<PathBuf>,
+    /// Shell commands whose output is a Kubernetes watch stream (`kubectl get ... --watch
+    /// --output-watch-events -o json`), started again when they exit.
+    pub commands: Vec<String>,
     /// Extra columns: the column name (after `orig_`/`resp_` and the prefix) and the
     /// attribute it is filled from (`label:app`, `tag:Team`, `az`, a table field, ...).
     pub extra: Vec<ExtraColumn>,
@@ -58,6 +66,7 @@ impl Default for ContextConfig {
     fn default() -> ContextConfig {
         ContextConfig {
             paths: Vec::new(),
+            commands: Vec::new(),
             extra: Vec::new(),
             prefix: "ctx_".into(),
             poll: Duration::from_secs(2),
@@ -155,7 +164,7 @@ impl ContextConfig {
     }
 }
 
-/// An inventory file or directory that cannot be used. Each names the file and, where it can,
+/// An inventory file, directory or stream that cannot be used. Each names the file and, where it can,
 /// the line and column (JSON syntax) or the field (a value of the wrong form).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ContextError {
@@ -175,10 +184,15 @@ pub enum ContextError {
         field: String,
         message: String,
     },
+    /// A watch stream read from a command or a FIFO: a document that cannot be used (its
+    /// line and field), or the command failing.
+    #[error("context {origin}: {message}")]
+    Stream { origin: String, message: String },
     #[error(
         "context file {path}: not an inventory: expected `kubectl ... -o json` output (a List \
-         with items), `aws ec2 describe-instances` output (Reservations), or a JSON-lines table \
-         (one {{\"ip\": ...}} object per line, named *.jsonl)"
+         with items), kubectl watch events ({{\"type\": ..., \"object\": ...}} documents), `aws \
+         ec2 describe-instances` output (Reservations), or a JSON-lines table (one \
+         {{\"ip\": ...}} object per line, named *.jsonl)"
     )]
     Format { path: PathBuf },
 }
@@ -191,6 +205,7 @@ impl ContextError {
             | ContextError::Syntax { path, .. }
             | ContextError::Field { path, .. }
             | ContextError::Format { path } => path,
+            ContextError::Stream { origin, .. } => std::path::Path::new(origin.as_str()),
         }
     }
 }

@@ -14,12 +14,20 @@
 //! that source's last good state; the error (file, line and column, or field) goes to the
 //! event callback (stderr) and to [`ContextStats`] (stats.log).
 //!
+//! Watch streams (a FIFO among the paths, `--context-command`) are read by feed threads
+//! ([`super::command`]), which send their bytes to the reload thread; [`Loader::pump`] applies
+//! them ([`super::watch`]) between polls, and the thread rebuilds at most every
+//! `REBUILD_GAP`. A stream's problems are never fatal: a bad document is reported and
+//! skipped, a failing command is reported once and retried, each failure counted.
+//!
 //! Workers hold a [`ContextReader`]: once per batch it compares one atomic generation number
 //! with the one it saw, and only when it changed loads the new inventory (`arc-swap`, no
 //! lock). Old inventories are freed by the reload thread, never on a worker.
 
+use super::command::{Feed, FeedMsg, FeedSender, Origin};
 use super::history::{Snapshot, Timeline};
 use super::inventory::BuildStats;
+use super::watch::{self, Applied, At, Piece, Splitter, WatchState};
 use super::{aws, kube, table, ConnContext, ContextConfig, ContextError, Inventory, Window};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::de::IgnoredAny;
@@ -28,9 +36,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one file holds once parsed.
 #[derive(Debug)]
@@ -39,6 +48,12 @@ pub enum Parsed {
     Snapshot(Snapshot),
     /// A JSON-lines table.
     Table(Vec<Window>),
+    /// A file of Kubernetes watch events: its windows, and the documents that could not be
+    /// used (each skipped; they do not make the file unusable).
+    Watch {
+        windows: Vec<Window>,
+        errors: Vec<ContextError>,
+    },
 }
 
 /// The top level of a JSON inventory document: a kubectl `List`, one kubectl object, a
@@ -99,7 +114,11 @@ pub fn parse_file(
         }
     };
     if let Err(e) = de.end() {
-        // Several objects one after the other: JSON lines under another name.
+        // Several documents one after the other: kubectl watch events, or JSON lines under
+        // another name.
+        if watch::is_watch(text.as_bytes()) {
+            return Ok(parse_watch(path, text, wanted));
+        }
         return match table::parse(path, text, wanted) {
             Ok(t) => Ok(Parsed::Table(t)),
             Err(_) => Err(syntax(
@@ -132,11 +151,68 @@ pub fn parse_file(
             Ok(Parsed::Snapshot(snap))
         }
         _ if doc.ip.is_some() => table::parse(path, text, wanted).map(Parsed::Table),
+        _ if watch::is_watch(text.as_bytes()) => Ok(parse_watch(path, text, wanted)),
         _ => Err(ContextError::Format {
             path: path.to_owned(),
         }),
     }
 }
+
+/// A file of watch events: every document applied in order (see [`watch::read_all`]).
+fn parse_watch(path: &Path, text: &str, wanted: &[String]) -> Parsed {
+    let (windows, errors) = watch::read_all(text.as_bytes(), wanted, usize::MAX);
+    let errors = errors.into_iter().map(|e| doc_error(path, e)).collect();
+    Parsed::Watch { windows, errors }
+}
+
+/// A watch document's error in a file, named like the file's other errors.
+fn doc_error(path: &Path, e: watch::DocError) -> ContextError {
+    match e {
+        watch::DocError::Syntax {
+            line,
+            column,
+            message,
+        } => ContextError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message: format!("{message}; skipped, reading on at the next document"),
+        },
+        watch::DocError::Field {
+            line,
+            field,
+            message,
+        } => ContextError::Field {
+            path: path.to_owned(),
+            field: format!("line {line}: {field}"),
+            message: format!("{message}; skipped, reading on at the next document"),
+        },
+    }
+}
+
+/// A watch document's error in a stream (a command's output, a FIFO).
+fn stream_doc_error(origin: &str, e: watch::DocError) -> ContextError {
+    let message = match e {
+        watch::DocError::Syntax {
+            line,
+            column,
+            message,
+        } => format!("line {line}, column {column}: {message}"),
+        watch::DocError::Field {
+            line,
+            field,
+            message,
+        } => format!("line {line}: {field}: {message}"),
+    };
+    ContextError::Stream {
+        origin: origin.to_owned(),
+        message: format!("{message}; skipped, reading on at the next document"),
+    }
+}
+
+/// One file as a replay read it: its version, its windows (none for a snapshot) and, for a
+/// watch file, how many of its document errors have been reported.
+type Replayed = (PathBuf, Sig, Option<Vec<Window>>, Option<usize>);
 
 /// What identifies one version of a file.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -185,6 +261,11 @@ struct FileState {
     table: Option<Vec<Window>>,
     /// Applied to the source's timeline (a snapshot).
     snapshot: bool,
+    /// A watch-event file: read again as soon as it changes (it grows while kubectl
+    /// writes it), its errors reported once each.
+    watch: bool,
+    /// How many of its document errors were reported (a growing file repeats them).
+    warned: usize,
 }
 
 /// One configured path: a file or a directory of snapshots.
@@ -207,6 +288,17 @@ pub struct PollOutcome {
     pub applied: Vec<PathBuf>,
     /// Files that could not be used (their sources keep their last good state).
     pub errors: Vec<ContextError>,
+    /// Watch documents that could not be used (each skipped) and streams' failures: never
+    /// fatal, even at start.
+    pub warnings: Vec<ContextError>,
+    /// Failures not reported again (a command that keeps failing is said once), counted.
+    pub repeated: u64,
+    /// Streams' runs that ended or could not start (each is followed by a restart).
+    pub restarts: u64,
+    /// What the streams did (started again, listed), for the log.
+    pub notes: Vec<String>,
+    /// A stream finished a (re-)list: worth saying when the new inventory is in.
+    pub listed: bool,
 }
 
 impl Source {
@@ -302,7 +394,7 @@ impl Source {
                 f.pending = None;
                 continue;
             }
-            if settle && f.pending != Some(sig) {
+            if settle && !f.watch && f.pending != Some(sig) {
                 f.pending = Some(sig);
                 continue;
             }
@@ -331,14 +423,20 @@ impl Source {
             all.sort_by_key(|(p, s)| (s.mtime_ns, p.clone()));
             // Rebuild into a fresh history; on any error the old history stays.
             let mut fresh = Timeline::default();
-            let mut states: Vec<(PathBuf, Sig, Option<Vec<Window>>)> = Vec::new();
+            let mut states: Vec<Replayed> = Vec::new();
             for (p, sig) in all {
                 match load_one(&p, sig, wanted) {
                     Ok(Parsed::Snapshot(s)) => {
                         fresh.apply(s);
-                        states.push((p, sig, None));
+                        states.push((p, sig, None, None));
                     }
-                    Ok(Parsed::Table(t)) => states.push((p, sig, Some(t))),
+                    Ok(Parsed::Table(t)) => states.push((p, sig, Some(t), None)),
+                    Ok(Parsed::Watch { windows, errors }) => {
+                        let warned = self.files.get(&p).map_or(0, |f| f.warned);
+                        let n = errors.len().max(warned);
+                        out.warnings.extend(errors.into_iter().skip(warned));
+                        states.push((p, sig, Some(windows), Some(n)));
+                    }
                     Err(e) => {
                         out.errors.push(e);
                         if let Some(f) = self.files.get_mut(&p) {
@@ -348,11 +446,13 @@ impl Source {
                 }
             }
             self.timeline = fresh;
-            for (p, sig, t) in states {
+            for (p, sig, t, watch) in states {
                 let f = self.files.entry(p.clone()).or_default();
                 f.done = Some(sig);
                 f.snapshot = t.is_none();
                 f.table = t;
+                f.watch = watch.is_some();
+                f.warned = watch.unwrap_or(0);
                 out.applied.push(p);
             }
             out.changed = true;
@@ -369,6 +469,14 @@ impl Source {
                     f.table = None;
                 }
                 Ok(Parsed::Table(t)) => f.table = Some(t),
+                Ok(Parsed::Watch { windows, errors }) => {
+                    f.table = Some(windows);
+                    f.watch = true;
+                    f.snapshot = false;
+                    let n = errors.len();
+                    out.warnings.extend(errors.into_iter().skip(f.warned));
+                    f.warned = f.warned.max(n);
+                }
                 Err(e) => {
                     out.errors.push(e);
                     continue;
@@ -400,20 +508,75 @@ pub struct Loader {
     cfg: ContextConfig,
     wanted: Vec<String>,
     sources: Vec<Source>,
+    streams: Vec<Stream>,
+    /// What the streams' feeds send; the loader keeps a sender so the channel never closes.
+    tx: FeedSender,
+    rx: Receiver<(usize, FeedMsg)>,
+    /// Warnings found while opening, reported once the reload thread runs.
+    deferred: PollOutcome,
+}
+
+/// A stream has been quiet this long after its first document: its re-list is complete.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// At start, how long the first list of each stream is waited for.
+pub const FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
+
+/// Messages handled per [`Loader::pump`] at most, so a busy stream cannot hold off the
+/// inventory's rebuild.
+const PUMP_BATCH: usize = 1024;
+
+/// One watch stream: a command or a FIFO, its feed thread and what it has said.
+#[derive(Debug)]
+struct Stream {
+    /// How messages name it.
+    origin: String,
+    source: Origin,
+    feed: Option<Feed>,
+    split: Splitter,
+    state: WatchState,
+    /// When its last document was read (for the quiet gap that ends a re-list).
+    last_doc: Option<Instant>,
+    /// A failure was reported and nothing good was read since: the next is not repeated.
+    failing: bool,
+    /// Its first list is complete, or its first run ended or failed.
+    settled: bool,
+    /// Bad documents since the last good one.
+    bad_in_row: u32,
 }
 
 impl Loader {
-    /// Loads every configured path; any error is returned (there is nothing to fall back on).
+    /// Loads every configured path and starts the streams (FIFO paths and commands); any
+    /// error in a file is returned (there is nothing to fall back on). Streams' problems are
+    /// not fatal: they are reported by the reload thread.
     pub fn open(cfg: &ContextConfig) -> Result<Loader, ContextError> {
-        let mut sources = Vec::with_capacity(cfg.paths.len());
-        for p in &cfg.paths {
-            sources.push(Source::new(p.clone())?);
-        }
+        let mut l = Loader::open_held(cfg)?;
+        l.start_streams()?;
+        Ok(l)
+    }
+
+    /// Like [`Loader::open`], but the streams do not start until [`Loader::start_streams`]
+    /// (a live capture starts them once it has dropped its privileges).
+    pub fn open_held(cfg: &ContextConfig) -> Result<Loader, ContextError> {
+        let (tx, rx) = std::sync::mpsc::channel();
         let mut loader = Loader {
             cfg: cfg.clone(),
             wanted: cfg.attributes(),
-            sources,
+            sources: Vec::with_capacity(cfg.paths.len()),
+            streams: Vec::new(),
+            tx,
+            rx,
+            deferred: PollOutcome::default(),
         };
+        let mut origins = Vec::new();
+        for p in &cfg.paths {
+            if is_fifo(p) {
+                origins.push(Origin::Fifo(p.clone()));
+            } else {
+                loader.sources.push(Source::new(p.clone())?);
+            }
+        }
+        origins.extend(cfg.commands.iter().cloned().map(Origin::Command));
         let mut out = PollOutcome::default();
         for s in &mut loader.sources {
             s.poll(&loader.wanted, false, cfg.max_records, &mut out);
@@ -421,7 +584,180 @@ impl Loader {
         if let Some(e) = out.errors.into_iter().next() {
             return Err(e);
         }
+        loader.deferred.warnings = out.warnings;
+        for o in origins {
+            loader.streams.push(Stream {
+                origin: o.describe(),
+                source: o,
+                feed: None,
+                split: Splitter::default(),
+                state: WatchState::default(),
+                last_doc: None,
+                failing: false,
+                settled: false,
+                bad_in_row: 0,
+            });
+        }
         Ok(loader)
+    }
+
+    /// Starts the streams' feeds that are not running yet.
+    pub fn start_streams(&mut self) -> Result<(), ContextError> {
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            if s.feed.is_some() {
+                continue;
+            }
+            let feed = Feed::start(i, s.source.clone(), self.tx.clone()).map_err(|e| {
+                ContextError::Stream {
+                    origin: s.origin.clone(),
+                    message: format!("cannot start a thread to read it: {e}"),
+                }
+            })?;
+            s.feed = Some(feed);
+        }
+        Ok(())
+    }
+
+    /// What opening found that is worth saying but not fatal (documents of watch files
+    /// that were skipped), and what the streams did while [`Loader::first_lists`] waited.
+    pub fn take_deferred(&mut self) -> PollOutcome {
+        std::mem::take(&mut self.deferred)
+    }
+
+    /// Waits up to `timeout` for every stream's first list (or its first failure), applying
+    /// what they send; what happened is kept for [`Loader::take_deferred`].
+    pub fn first_lists(&mut self, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        let mut out = std::mem::take(&mut self.deferred);
+        while self.streams.iter().any(|s| s.feed.is_some() && !s.settled) && Instant::now() < until
+        {
+            let o = self.pump(until);
+            out.absorb(o);
+        }
+        for st in self
+            .streams
+            .iter()
+            .filter(|s| s.feed.is_some() && !s.settled)
+        {
+            out.notes.push(format!(
+                "{}: no complete list within {} s; going on without it (what it sends is \
+                 applied as it comes)",
+                st.origin,
+                timeout.as_secs()
+            ));
+        }
+        self.deferred = out;
+    }
+
+    /// A sender that wakes [`Loader::pump`] (the watcher stops the reload thread with it).
+    pub fn waker(&self) -> FeedSender {
+        self.tx.clone()
+    }
+
+    /// Streams configured (FIFOs and commands).
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Waits until `until` for what the streams send and applies it; returns early once
+    /// something arrived. Also ends re-lists that have gone quiet.
+    pub fn pump(&mut self, until: Instant) -> PollOutcome {
+        let mut out = PollOutcome::default();
+        let due = self
+            .streams
+            .iter()
+            .filter(|s| s.state.relist_docs() > 0)
+            .filter_map(|s| s.last_doc.map(|t| t + QUIET))
+            .min()
+            .map_or(until, |q| q.min(until));
+        let wait = due.saturating_duration_since(Instant::now());
+        if let Ok((i, m)) = self.rx.recv_timeout(wait) {
+            self.handle(i, m, &mut out);
+            for _ in 1..PUMP_BATCH {
+                match self.rx.try_recv() {
+                    Ok((i, m)) => self.handle(i, m, &mut out),
+                    Err(_) => break,
+                }
+            }
+        }
+        let now = Instant::now();
+        for s in &mut self.streams {
+            let quiet = s.last_doc.is_some_and(|t| now >= t + QUIET);
+            if quiet && s.state.relist_docs() > 0 {
+                let closed = s.state.end_relist();
+                s.settled = true;
+                out.changed = true;
+                out.listed = true;
+                out.notes.push(listed_note(s, closed, "quiet"));
+            }
+            if s.state.trim(self.cfg.max_records) > 0 {
+                out.changed = true;
+            }
+        }
+        out
+    }
+
+    fn handle(&mut self, i: usize, msg: FeedMsg, out: &mut PollOutcome) {
+        if let FeedMsg::Release = msg {
+            if let Err(e) = self.start_streams() {
+                out.warnings.push(e);
+            }
+            return;
+        }
+        let Some(s) = self.streams.get_mut(i) else {
+            return;
+        };
+        match msg {
+            FeedMsg::Wake | FeedMsg::Release => {}
+            FeedMsg::Started { at } => {
+                s.split.reset();
+                s.state.relist(at);
+                s.last_doc = None;
+            }
+            FeedMsg::Data { at, bytes } => {
+                s.split.push(&bytes);
+                read_docs(s, At::Read(at), false, &self.wanted, out);
+            }
+            FeedMsg::Ended {
+                at,
+                clean,
+                status,
+                ran,
+                retry_in,
+            } => {
+                read_docs(s, At::Read(at), true, &self.wanted, out);
+                out.restarts += 1;
+                if clean && s.state.relisting() {
+                    let closed = s.state.end_relist();
+                    out.changed = true;
+                    out.listed = true;
+                    out.notes.push(listed_note(s, closed, "end of output"));
+                } else {
+                    // A list cut short proves nothing about what it did not list yet.
+                    s.state.abandon_relist();
+                }
+                s.settled = true;
+                let text = format!(
+                    "exited ({status}) after {:.1} s; starting it again in {} s",
+                    ran.as_secs_f64(),
+                    retry_in.as_secs()
+                );
+                if clean {
+                    out.notes.push(format!("{}: {text}", s.origin));
+                } else {
+                    stream_failure(s, text, out);
+                }
+            }
+            FeedMsg::Failed {
+                message, retry_in, ..
+            } => {
+                out.restarts += 1;
+                s.settled = true;
+                s.state.abandon_relist();
+                let text = format!("{message}; trying again in {} s", retry_in.as_secs());
+                stream_failure(s, text, out);
+            }
+        }
     }
 
     /// Applies what changed since the last poll.
@@ -444,6 +780,9 @@ impl Loader {
         for s in &self.sources {
             s.windows(&mut ws);
         }
+        for s in &self.streams {
+            ws.extend(s.state.windows());
+        }
         Inventory::build(ws, self.cfg.max_records)
     }
 
@@ -456,6 +795,133 @@ impl Loader {
     }
 }
 
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Stop every feed at once, then wait: each command's group is killed first.
+        for s in &mut self.streams {
+            if let Some(f) = &s.feed {
+                f.signal_stop();
+            }
+        }
+        for s in &mut self.streams {
+            if let Some(mut f) = s.feed.take() {
+                f.stop();
+            }
+        }
+    }
+}
+
+impl PollOutcome {
+    /// Adds `o` to `self`.
+    pub fn absorb(&mut self, o: PollOutcome) {
+        self.changed |= o.changed;
+        self.listed |= o.listed;
+        self.applied.extend(o.applied);
+        self.errors.extend(o.errors);
+        self.warnings.extend(o.warnings);
+        self.repeated += o.repeated;
+        self.restarts += o.restarts;
+        self.notes.extend(o.notes);
+    }
+}
+
+fn listed_note(s: &Stream, closed: usize, why: &str) -> String {
+    let mut t = format!(
+        "{}: listed {} objects (list complete: {why})",
+        s.origin,
+        s.state.objects()
+    );
+    if closed > 0 {
+        t.push_str(&format!(
+            "; {closed} known before and no longer listed closed at the restart"
+        ));
+    }
+    t
+}
+
+/// Reports a stream's failure once until it reads a good document again; repeats count.
+fn stream_failure(s: &mut Stream, message: String, out: &mut PollOutcome) {
+    if s.failing {
+        out.repeated += 1;
+        return;
+    }
+    s.failing = true;
+    out.warnings.push(ContextError::Stream {
+        origin: s.origin.clone(),
+        message,
+    });
+}
+
+/// Applies every whole document the stream's splitter holds.
+fn read_docs(s: &mut Stream, at: At, eof: bool, wanted: &[String], out: &mut PollOutcome) {
+    while let Some(p) = s.split.next(eof) {
+        match p {
+            Piece::Doc(line, doc) => {
+                s.last_doc = Some(Instant::now());
+                let applied = s.state.apply(line, doc, at, wanted);
+                if matches!(
+                    applied,
+                    Ok(Applied::Changed | Applied::Nothing | Applied::Resynced { .. })
+                ) {
+                    s.failing = false;
+                    s.bad_in_row = 0;
+                }
+                match applied {
+                    Ok(Applied::Changed) => out.changed = true,
+                    Ok(Applied::Nothing) => {}
+                    Ok(Applied::Resynced { closed }) => {
+                        s.settled = true;
+                        out.changed = true;
+                        out.listed = true;
+                        let note = listed_note(s, closed, "a watch event");
+                        out.notes.push(note);
+                    }
+                    Ok(Applied::ApiError(msg)) => out.warnings.push(ContextError::Stream {
+                        origin: s.origin.clone(),
+                        message: format!(
+                            "line {line}: the API server ended the watch: {msg}; keeping the \
+                             last good state"
+                        ),
+                    }),
+                    Err(e) => {
+                        let e = stream_doc_error(&s.origin, e);
+                        bad_doc(s, e, out);
+                    }
+                }
+            }
+            Piece::Bad(e) => {
+                let e = stream_doc_error(&s.origin, e);
+                bad_doc(s, e, out);
+            }
+        }
+    }
+}
+
+/// Bad documents in a row printed per stream (output that is not watch events at all would
+/// repeat one error per document); later ones are counted until a good document comes.
+const BAD_DOCS_SAID: u32 = 10;
+
+fn bad_doc(s: &mut Stream, e: ContextError, out: &mut PollOutcome) {
+    s.bad_in_row += 1;
+    match s.bad_in_row {
+        n if n < BAD_DOCS_SAID => out.warnings.push(e),
+        BAD_DOCS_SAID => {
+            out.warnings.push(e);
+            out.notes.push(format!(
+                "{}: {BAD_DOCS_SAID} bad documents in a row; further ones are counted \
+                 (context_errors), not printed, until a good one",
+                s.origin
+            ));
+        }
+        _ => out.repeated += 1,
+    }
+}
+
+fn is_fifo(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo())
+}
+
 /// What the reload thread reports (the CLI prints these on stderr).
 #[derive(Debug)]
 pub enum ContextEvent {
@@ -465,8 +931,32 @@ pub enum ContextEvent {
         stats: BuildStats,
         took_ms: u64,
     },
-    /// A file could not be used; its source keeps its last good state.
+    /// A file could not be used, or a stream's document or run; its source keeps its last
+    /// good state.
     Error(ContextError),
+    /// What a stream did: a list completed, its command exited and is started again.
+    Note(String),
+}
+
+/// Rebuilds for a stream's changes come at most this often: a busy cluster changes all the
+/// time, and a rebuild of 100,000 windows costs about 30 ms of the reload thread. A record
+/// is looked up when it is logged, so a new pod's first connections still find it.
+const REBUILD_GAP: Duration = Duration::from_millis(500);
+
+impl Shared {
+    /// Counts and reports what a poll or pump found.
+    fn report(&self, out: PollOutcome, events: &mut impl FnMut(ContextEvent)) {
+        self.restarts.fetch_add(out.restarts, Ordering::Relaxed);
+        self.errors.fetch_add(out.repeated, Ordering::Relaxed);
+        for n in out.notes {
+            events(ContextEvent::Note(n));
+        }
+        for e in out.errors.into_iter().chain(out.warnings) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.last_error.store(Some(Arc::new(e.to_string())));
+            events(ContextEvent::Error(e));
+        }
+    }
 }
 
 /// Counters of the context as a whole (for stats.log and the run summary).
@@ -478,8 +968,11 @@ pub struct ContextStats {
     pub addresses: u64,
     /// Inventories swapped in after the first.
     pub reloads: u64,
-    /// Files that could not be used.
+    /// Files that could not be used, watch documents skipped, and streams' failures (a
+    /// command that could not start or exited with an error, each time).
     pub errors: u64,
+    /// Streams' runs that ended or could not start, each followed by a restart.
+    pub restarts: u64,
     /// The latest such error, in full.
     pub last_error: Option<String>,
 }
@@ -490,6 +983,7 @@ struct Shared {
     generation: AtomicU64,
     reloads: AtomicU64,
     errors: AtomicU64,
+    restarts: AtomicU64,
     last_error: ArcSwapOption<String>,
     stop: AtomicBool,
 }
@@ -508,10 +1002,13 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// The reload thread; stopped (and joined) by [`Watcher::stop`] or on drop.
+/// The reload thread; stopped (and joined) by [`Watcher::stop`] or on drop. Its streams'
+/// commands are killed when it stops.
 pub struct Watcher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Wakes the reload thread where it waits for the streams.
+    waker: Option<FeedSender>,
 }
 
 impl Watcher {
@@ -519,8 +1016,19 @@ impl Watcher {
         self.halt();
     }
 
+    /// Starts the streams held by [`Context::start_with`] (from the reload thread, which
+    /// then runs with the privileges the process has at that point).
+    pub fn release_streams(&self) {
+        if let Some(w) = &self.waker {
+            let _ = w.send((usize::MAX, FeedMsg::Release));
+        }
+    }
+
     fn halt(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
+        if let Some(w) = self.waker.take() {
+            let _ = w.send((usize::MAX, FeedMsg::Wake));
+        }
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
@@ -543,62 +1051,110 @@ impl Context {
                 generation: AtomicU64::new(0),
                 reloads: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                restarts: AtomicU64::new(0),
                 last_error: ArcSwapOption::empty(),
                 stop: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Loads every configured path (errors are fatal here) and starts the reload thread,
-    /// which reports through `events`.
+    /// Loads every configured path (errors are fatal here), waits for the streams' first
+    /// lists, and starts the reload thread, which reports through `events`.
     pub fn start(
         cfg: &ContextConfig,
+        events: impl FnMut(ContextEvent) + Send + 'static,
+    ) -> Result<(Context, Watcher), ContextError> {
+        Context::start_with(cfg, false, events)
+    }
+
+    /// Like [`Context::start`]; with `hold_streams`, the streams (commands, FIFOs) start only
+    /// at [`Watcher::release_streams`], on the reload thread, and their first lists are not
+    /// waited for. A live capture releases them once it has dropped its privileges, so no
+    /// command it runs holds any.
+    pub fn start_with(
+        cfg: &ContextConfig,
+        hold_streams: bool,
         mut events: impl FnMut(ContextEvent) + Send + 'static,
     ) -> Result<(Context, Watcher), ContextError> {
         let t0 = Instant::now();
-        let mut loader = Loader::open(cfg)?;
+        let mut loader = if hold_streams {
+            Loader::open_held(cfg)?
+        } else {
+            let mut l = Loader::open(cfg)?;
+            l.first_lists(FIRST_LIST_WAIT);
+            l
+        };
         let inv = loader.build();
+        let ctx = Context::fixed(inv);
+        let early = loader.take_deferred();
+        ctx.shared.report(early, &mut events);
         events(ContextEvent::Reloaded {
             files: Vec::new(),
-            stats: inv.stats(),
+            stats: ctx.current().stats(),
             took_ms: t0.elapsed().as_millis() as u64,
         });
-        let ctx = Context::fixed(inv);
         let shared = Arc::clone(&ctx.shared);
+        let waker = loader.waker();
         let poll = cfg.poll;
         let thread = std::thread::Builder::new()
             .name("nameflow-context".into())
             .spawn(move || {
                 // Inventories swapped out, freed here once no worker holds them any more.
                 let mut retired: Vec<Arc<Inventory>> = Vec::new();
-                let mut next = Instant::now() + poll;
+                let mut next_poll = Instant::now() + poll;
+                // Changes not yet built into an inventory, and what to say when they are.
+                let mut dirty = false;
+                let mut say = false;
+                let mut files: Vec<PathBuf> = Vec::new();
+                let mut last_build = Instant::now();
                 while !shared.stop.load(Ordering::Acquire) {
                     let now = Instant::now();
-                    if now < next {
-                        std::thread::park_timeout(next - now);
-                        continue;
+                    if now >= next_poll {
+                        next_poll = now + poll;
+                        retired.retain(|a| Arc::strong_count(a) > 1);
+                        let mut out = loader.poll();
+                        if out.changed {
+                            dirty = true;
+                            say = true;
+                        }
+                        files.append(&mut out.applied);
+                        shared.report(out, &mut events);
                     }
-                    next = now + poll;
-                    retired.retain(|a| Arc::strong_count(a) > 1);
-                    let out = loader.poll();
-                    for e in out.errors {
-                        shared.errors.fetch_add(1, Ordering::Relaxed);
-                        shared.last_error.store(Some(Arc::new(e.to_string())));
-                        events(ContextEvent::Error(e));
-                    }
-                    if out.changed {
+                    let build_at = last_build + REBUILD_GAP;
+                    if dirty && Instant::now() >= build_at {
                         let t0 = Instant::now();
                         let inv = loader.build();
                         let stats = inv.stats();
                         retired.push(shared.current.swap(Arc::new(inv)));
                         shared.generation.fetch_add(1, Ordering::Release);
                         shared.reloads.fetch_add(1, Ordering::Relaxed);
-                        events(ContextEvent::Reloaded {
-                            files: out.applied,
-                            stats,
-                            took_ms: t0.elapsed().as_millis() as u64,
-                        });
+                        last_build = Instant::now();
+                        dirty = false;
+                        if say {
+                            events(ContextEvent::Reloaded {
+                                files: std::mem::take(&mut files),
+                                stats,
+                                took_ms: t0.elapsed().as_millis() as u64,
+                            });
+                        }
+                        say = false;
+                        continue;
                     }
+                    let until = if dirty {
+                        next_poll.min(build_at)
+                    } else {
+                        next_poll
+                    };
+                    let mut out = loader.pump(until);
+                    if out.changed {
+                        dirty = true;
+                    }
+                    // A stream's incremental changes go in quietly; a completed list is said.
+                    if out.listed {
+                        say = true;
+                    }
+                    files.append(&mut out.applied);
+                    shared.report(out, &mut events);
                 }
             })
             .map_err(|e| ContextError::Read {
@@ -610,6 +1166,7 @@ impl Context {
             Watcher {
                 shared: Arc::clone(&ctx.shared),
                 thread: Some(thread),
+                waker: Some(waker),
             },
         ))
     }
@@ -644,6 +1201,7 @@ impl Context {
             addresses: b.addresses,
             reloads: self.shared.reloads.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
+            restarts: self.shared.restarts.load(Ordering::Relaxed),
             last_error: self.shared.last_error.load_full().map(|s| (*s).clone()),
         }
     }
@@ -847,6 +1405,64 @@ mod tests {
         assert_eq!(pod_of(&inv, "10.0.0.1", 350).as_deref(), Some("a"));
         assert_eq!(pod_of(&inv, "10.0.0.1", 500), None, "in the gap");
         assert_eq!(pod_of(&inv, "10.0.0.1", 650).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_growing_watch_file_is_read_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("watch.json");
+        let ev = |kind: &str, name: &str, ip: &str| {
+            format!(
+                "{{\n    \"type\": \"{kind}\",\n    \"object\": {{\"kind\": \"Pod\", \"metadata\": {{\"name\": \"{name}\", \"uid\": \"u-{name}\", \"creationTimestamp\": \"1970-01-01T00:01:40Z\"}}, \"status\": {{\"podIP\": \"{ip}\"}}}}\n}}\n"
+            )
+        };
+        std::fs::write(&f, ev("ADDED", "a", "10.0.0.1")).unwrap();
+        let cfg = ContextConfig {
+            paths: vec![f.clone()],
+            ..ContextConfig::default()
+        };
+        let mut l = Loader::open(&cfg).unwrap();
+        assert_eq!(pod_of(&l.build(), "10.0.0.1", 150).as_deref(), Some("a"));
+        // kubectl appends; half a document is left for the next read.
+        let more = format!(
+            "{}{}",
+            ev("ADDED", "b", "10.0.0.2"),
+            ev("ADDED", "c", "10.0.0.3")
+        );
+        let cut = more.len() - 20;
+        let mut w = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        std::io::Write::write_all(&mut w, &more.as_bytes()[..cut]).unwrap();
+        set_mtime(&f, 300);
+        let out = l.poll();
+        assert!(out.changed, "no settling for a watch file: {out:?}");
+        assert!(out.warnings.is_empty() && out.errors.is_empty(), "{out:?}");
+        let inv = l.build();
+        assert_eq!(pod_of(&inv, "10.0.0.2", 150).as_deref(), Some("b"));
+        assert_eq!(pod_of(&inv, "10.0.0.3", 150), None, "not yet whole");
+        std::io::Write::write_all(&mut w, &more.as_bytes()[cut..]).unwrap();
+        set_mtime(&f, 400);
+        assert!(l.poll().changed);
+        assert_eq!(pod_of(&l.build(), "10.0.0.3", 150).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn held_streams_start_only_when_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let cfg = ContextConfig {
+            commands: vec![format!("touch '{}'", ran.display())],
+            ..ContextConfig::default()
+        };
+        let (_ctx, w) = Context::start_with(&cfg, true, |_| {}).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!ran.exists(), "held: not started");
+        w.release_streams();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !ran.exists() {
+            assert!(Instant::now() < deadline, "released: started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        w.stop();
     }
 
     #[test]
