@@ -1,7 +1,9 @@
 //! The DNS wire view (`nameflow::decode::dns`), the one parser service detection, name
 //! evidence and dns.log share, on messages the synthetic trace builder writes.
 
-use nameflow::decode::dns::{reverse_addr, rtype, tcp_message, tcp_messages, DnsError, Message, NameLen};
+use nameflow::decode::dns::{
+    reverse_addr, rtype, tcp_message, tcp_messages, DnsError, Message, NameLen,
+};
 use nameflow::names::Name;
 use nameflow::synth::{dns_message, ptr_name, DnsData, DnsRecord, DnsSpec};
 use std::net::IpAddr;
@@ -103,9 +105,15 @@ fn a_tcp_segment_is_read_only_when_it_holds_whole_messages() {
     }
     let got: Vec<&[u8]> = tcp_messages(&seg).unwrap().collect();
     assert_eq!(got, vec![&a[..], &b[..]]);
-    assert!(tcp_messages(&seg[..seg.len() - 1]).is_none(), "a cut message");
+    assert!(
+        tcp_messages(&seg[..seg.len() - 1]).is_none(),
+        "a cut message"
+    );
     assert!(tcp_messages(&seg[3..]).is_none(), "a continuation");
-    assert!(tcp_messages(&[0, 4, 1, 2, 3, 4]).is_none(), "shorter than a header");
+    assert!(
+        tcp_messages(&[0, 4, 1, 2, 3, 4]).is_none(),
+        "shorter than a header"
+    );
     assert_eq!(tcp_messages(&[]).unwrap().count(), 0);
 }
 

@@ -189,6 +189,28 @@ fn pump(index: usize, r: &mut impl Read, tx: &FeedSender, stop: &AtomicBool) -> 
     }
 }
 
+/// Reports a stream that could not start, waits out its backoff and doubles it; false when
+/// the reload thread is gone (the stream's thread ends).
+fn failed(
+    index: usize,
+    message: String,
+    backoff: &mut Duration,
+    tx: &FeedSender,
+    stop: &AtomicBool,
+) -> bool {
+    let msg = FeedMsg::Failed {
+        at: now_ns(),
+        message,
+        retry_in: *backoff,
+    };
+    if tx.send((index, msg)).is_err() {
+        return false;
+    }
+    pause(*backoff, stop);
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    true
+}
+
 fn run_command(index: usize, cmd: &str, tx: &FeedSender, stop: &AtomicBool, group: &AtomicI32) {
     use std::os::unix::process::CommandExt;
     let mut backoff = BACKOFF_FIRST;
@@ -205,16 +227,15 @@ fn run_command(index: usize, cmd: &str, tx: &FeedSender, stop: &AtomicBool, grou
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                let msg = FeedMsg::Failed {
-                    at: now_ns(),
-                    message: format!("cannot start it: {e}"),
-                    retry_in: backoff,
-                };
-                if tx.send((index, msg)).is_err() {
+                if !failed(
+                    index,
+                    format!("cannot start it: {e}"),
+                    &mut backoff,
+                    tx,
+                    stop,
+                ) {
                     return;
                 }
-                pause(backoff, stop);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
@@ -267,16 +288,15 @@ fn run_fifo(index: usize, path: &std::path::Path, tx: &FeedSender, stop: &Atomic
         let mut f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) => {
-                let msg = FeedMsg::Failed {
-                    at: now_ns(),
-                    message: format!("cannot open it: {e}"),
-                    retry_in: backoff,
-                };
-                if tx.send((index, msg)).is_err() {
+                if !failed(
+                    index,
+                    format!("cannot open it: {e}"),
+                    &mut backoff,
+                    tx,
+                    stop,
+                ) {
                     return;
                 }
-                pause(backoff, stop);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };

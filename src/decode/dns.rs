@@ -254,7 +254,12 @@ impl<T: AsRef<[u8]>> Message<T> {
         self.read_name_as(off, out, false)
     }
 
-    fn read_name_as(&self, off: usize, out: &mut impl NameBuf, lower: bool) -> Result<usize, DnsError> {
+    fn read_name_as(
+        &self,
+        off: usize,
+        out: &mut impl NameBuf,
+        lower: bool,
+    ) -> Result<usize, DnsError> {
         out.clear();
         let b = self.buffer.as_ref();
         let mut pos = off;

@@ -104,7 +104,10 @@ fn dns_messages(p: &Packet<'_>, ts: u64, ep: Endpoints, mut emit: impl FnMut(&Dn
             }
         }
         crate::decode::L4::Tcp { .. } => {
-            for m in crate::decode::dns::tcp_messages(p.payload).into_iter().flatten() {
+            for m in crate::decode::dns::tcp_messages(p.payload)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(m) = dnslog::parse_message(m, ts, ep) {
                     emit(&m);
                 }

@@ -57,6 +57,7 @@ macro_rules! worker_stats {
                 Field::new("context_windows", ZeekType::Count),
                 Field::new("context_reloads", ZeekType::Count),
                 Field::new("context_errors", ZeekType::Count),
+                Field::new("context_restarts", ZeekType::Count),
                 Field::new("context_last_error", ZeekType::String),
             ],
         );
@@ -242,6 +243,8 @@ pub struct ContextTotals {
     pub reloads: u64,
     /// Files that could not be used (each kept its source's last good state).
     pub errors: u64,
+    /// Context commands and FIFOs restarted after their run ended or could not start.
+    pub restarts: u64,
     /// The latest such error (file and line or field), cut to fit the record.
     last_error: [u8; CONTEXT_ERROR_CAP],
     last_error_len: u8,
@@ -258,6 +261,7 @@ impl ContextTotals {
             windows: st.windows,
             reloads: st.reloads,
             errors: st.errors,
+            restarts: st.restarts,
             ..ContextTotals::default()
         };
         if let Some(e) = st.last_error {
@@ -285,6 +289,7 @@ impl Default for ContextTotals {
             windows: 0,
             reloads: 0,
             errors: 0,
+            restarts: 0,
             last_error: [0; CONTEXT_ERROR_CAP],
             last_error_len: 0,
         }
@@ -501,13 +506,14 @@ impl LogRecord for StatsRecord {
                 out.count(t.context.windows);
                 out.count(t.context.reloads);
                 out.count(t.context.errors);
+                out.count(t.context.restarts);
                 match t.context.last_error() {
                     Some(e) => out.string(e),
                     None => out.unset(),
                 }
             }
             None => {
-                for _ in 0..13 {
+                for _ in 0..14 {
                     out.unset();
                 }
             }

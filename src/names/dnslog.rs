@@ -23,8 +23,8 @@
 //! are not turned into answers; at most [`PENDING_CAP`] waiting queries (and as many replies)
 //! per connection, the oldest logged unmatched beyond that (Zeek allows 50 per id).
 
-use crate::decode::dns::{rtype, Message};
 use super::Name;
+use crate::decode::dns::{rtype, Message};
 use crate::flow::key::{Endpoints, FlowKey};
 use crate::flow::Conn;
 use crate::types::dns::{DnsAnswers, DnsRecord, TextWriter};
