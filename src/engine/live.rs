@@ -844,6 +844,9 @@ fn publish(
     st.records = out.records;
     st.records_dropped = out.dropped;
     st.records_held = out.held() as u64;
+    let dns = out.dns_report();
+    st.dns_records_dropped = dns.dropped;
+    st.dns_records_held = dns.held;
     let ctx = out.context_counters();
     st.context_lookups = ctx.lookups;
     st.context_matched = ctx.matched;

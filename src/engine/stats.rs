@@ -97,6 +97,11 @@ worker_stats! {
     /// Connection records the worker holds now because the writer's queue is full (a level,
     /// not a total; 0 once the writer has caught up).
     records_held,
+    /// dns.log records lost because the writer's queue was full and the worker already held
+    /// as many as its bound (16 MiB of them) allows.
+    dns_records_dropped,
+    /// dns.log records the worker holds now because the writer's queue is full (a level).
+    dns_records_held,
     /// `XDP_STATISTICS.rx_dropped`: frames the kernel dropped for this socket.
     xsk_rx_dropped,
     /// `XDP_STATISTICS.rx_invalid_descs`.

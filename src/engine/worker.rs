@@ -448,16 +448,14 @@ pub struct RecordOut {
 struct HeldRecords<T> {
     chunks: VecDeque<VecDeque<T>>,
     spare: Vec<VecDeque<T>>,
+    /// Emptied chunks kept at most.
+    spare_max: usize,
     len: usize,
 }
 
 impl<T> Default for HeldRecords<T> {
     fn default() -> Self {
-        HeldRecords {
-            chunks: VecDeque::new(),
-            spare: Vec::new(),
-            len: 0,
-        }
+        HeldRecords::with_spare(HOLD_SPARE)
     }
 }
 
@@ -468,6 +466,15 @@ const HOLD_CHUNK: usize = 256;
 const HOLD_SPARE: usize = HOLD_MAX / HOLD_CHUNK;
 
 impl<T> HeldRecords<T> {
+    fn with_spare(spare_max: usize) -> Self {
+        HeldRecords {
+            chunks: VecDeque::new(),
+            spare: Vec::new(),
+            spare_max,
+            len: 0,
+        }
+    }
+
     fn len(&self) -> usize {
         self.len
     }
@@ -499,7 +506,7 @@ impl<T> HeldRecords<T> {
         let rec = front.pop_front();
         if front.is_empty() {
             if let Some(c) = self.chunks.pop_front() {
-                if self.spare.len() < HOLD_SPARE {
+                if self.spare.len() < self.spare_max {
                     self.spare.push(c);
                 }
             }
@@ -527,12 +534,68 @@ fn msg_chunks(first: &Chunk) -> usize {
     chunks_for(usize::from(u16::from_be_bytes([first[0], first[1]])))
 }
 
-/// A worker's dns.log: its DNS sessions and its queue towards the writer.
+/// dns.log records a live worker holds while the writer is behind (the conn.log policy, in
+/// a bound of memory rather than of records: a dns.log record carries its answers' text).
+const DNS_HOLD_BYTES: usize = 16 << 20;
+
+fn dns_hold_max() -> usize {
+    (DNS_HOLD_BYTES / std::mem::size_of::<DnsRecord>()).max(HOLD_CHUNK)
+}
+
+/// A worker's dns.log: its DNS sessions and its records' way to the writer.
 pub struct DnsOut {
     tracker: DnsTracker,
+    sink: DnsSink,
+}
+
+/// dns.log records towards the writer: its queue, and what waits for room in it.
+struct DnsSink {
     queue: Producer<DnsRecord>,
-    /// Records lost because the queue was full (only under [`FullPolicy::Drop`]).
+    /// Records the queue had no room for, in order (only under [`FullPolicy::Drop`]).
+    held: HeldRecords<DnsRecord>,
+    hold_max: usize,
+    /// Records lost because the queue was full and the hold too.
     dropped: u64,
+}
+
+impl DnsSink {
+    /// Sends one record as the policy says: waiting, or straight to the queue unless records
+    /// are held (the order is kept), else held up to the bound, else dropped and counted.
+    fn push(&mut self, policy: FullPolicy, r: DnsRecord) {
+        match policy {
+            FullPolicy::Wait => {
+                self.flush(policy);
+                if !self.queue.push_wait(r) {
+                    self.dropped += 1;
+                }
+            }
+            FullPolicy::Drop => {
+                if self.held.is_empty() && self.queue.len() < self.queue.capacity() {
+                    if !self.queue.try_push(r) {
+                        self.dropped += 1;
+                    }
+                } else if self.held.len() < self.hold_max {
+                    self.held.push(r);
+                } else {
+                    self.dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// Hands held records to the queue while it has room (all of them, waiting, under
+    /// [`FullPolicy::Wait`]).
+    fn flush(&mut self, policy: FullPolicy) {
+        while !self.held.is_empty() {
+            if policy == FullPolicy::Drop && self.queue.len() >= self.queue.capacity() {
+                return;
+            }
+            let Some(r) = self.held.pop() else { return };
+            if !self.queue.push_wait(r) {
+                self.dropped += 1;
+            }
+        }
+    }
 }
 
 /// A worker's dns.log counters.
@@ -540,6 +603,8 @@ pub struct DnsOut {
 pub struct DnsReport {
     pub tracker: DnsLogCounters,
     pub dropped: u64,
+    /// Records held in the worker because the writer's queue was full.
+    pub held: u64,
 }
 
 impl RecordOut {
@@ -561,6 +626,9 @@ impl RecordOut {
     /// live worker (nothing to do, and no memory touched, when none are held).
     #[inline]
     pub fn flush_held(&mut self) {
+        if let Some(d) = self.dns.as_mut() {
+            d.sink.flush(self.policy);
+        }
         while !self.held.is_empty() {
             // Only this worker pushes, so room seen here is still there for the push.
             if self.policy == FullPolicy::Drop {
@@ -629,10 +697,15 @@ impl RecordOut {
 
     /// Also writes dns.log records to `queue` (same full-queue policy as conn.log).
     pub fn with_dns(mut self, queue: Option<Producer<DnsRecord>>) -> RecordOut {
+        let hold_max = dns_hold_max();
         self.dns = queue.map(|queue| DnsOut {
             tracker: DnsTracker::new(),
-            queue,
-            dropped: 0,
+            sink: DnsSink {
+                queue,
+                held: HeldRecords::with_spare(hold_max.div_ceil(HOLD_CHUNK)),
+                hold_max,
+                dropped: 0,
+            },
         });
         self
     }
@@ -648,7 +721,8 @@ impl RecordOut {
             .as_ref()
             .map(|d| DnsReport {
                 tracker: d.tracker.counters(),
-                dropped: d.dropped,
+                dropped: d.sink.dropped,
+                held: d.sink.held.len() as u64,
             })
             .unwrap_or_default()
     }
@@ -659,10 +733,9 @@ impl RecordOut {
             return;
         };
         let policy = self.policy;
-        let (queue, dropped) = (&d.queue, &mut d.dropped);
+        let DnsOut { tracker, sink } = d;
         let conn = shard.get(&msg.ep.key().0);
-        d.tracker
-            .on_message(msg, conn, &mut |r| push_dns(queue, policy, dropped, r));
+        tracker.on_message(msg, conn, &mut |r| sink.push(policy, r));
     }
 
     /// A connection's record was produced: its waiting DNS sessions are logged now.
@@ -670,9 +743,8 @@ impl RecordOut {
     pub fn conn_ended(&mut self, rec: &ConnRecord) {
         if let Some(d) = self.dns.as_mut() {
             let policy = self.policy;
-            let (queue, dropped) = (&d.queue, &mut d.dropped);
-            d.tracker
-                .conn_ended(rec, &mut |r| push_dns(queue, policy, dropped, r));
+            let DnsOut { tracker, sink } = d;
+            tracker.conn_ended(rec, &mut |r| sink.push(policy, r));
         }
     }
 
@@ -759,16 +831,6 @@ impl RecordOut {
                 }
             }
         }
-    }
-}
-
-fn push_dns(queue: &Producer<DnsRecord>, policy: FullPolicy, dropped: &mut u64, r: DnsRecord) {
-    let ok = match policy {
-        FullPolicy::Wait => queue.push_wait(r),
-        FullPolicy::Drop => queue.try_push(r),
-    };
-    if !ok {
-        *dropped += 1;
     }
 }
 
@@ -965,5 +1027,35 @@ mod tests {
         out.emit(rec(5));
         assert_eq!(reader.join().unwrap(), vec![0, 1, 2, 3, 4, 5]);
         assert_eq!((out.records, out.dropped, out.held()), (6, 0, 0));
+    }
+
+    #[test]
+    fn dns_records_are_held_in_order_like_conn_records_then_dropped_beyond_the_bound() {
+        let (tx, rx) = crate::types::spsc::channel::<DnsRecord>(4);
+        let mut sink = DnsSink {
+            queue: tx,
+            held: HeldRecords::with_spare(1),
+            hold_max: HOLD_CHUNK + 3,
+            dropped: 0,
+        };
+        let dns = |trans_id: u16| DnsRecord {
+            trans_id,
+            ..DnsRecord::default()
+        };
+        let n = 4 + HOLD_CHUNK as u16 + 3;
+        for id in 0..n + 2 {
+            sink.push(FullPolicy::Drop, dns(id));
+        }
+        assert_eq!((sink.held.len(), sink.dropped), (HOLD_CHUNK + 3, 2));
+        let mut seen = Vec::new();
+        while seen.len() < usize::from(n) {
+            while let Some(r) = rx.pop() {
+                seen.push(r.trans_id);
+            }
+            sink.flush(FullPolicy::Drop);
+        }
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        assert!(sink.held.is_empty());
+        assert!(dns_hold_max() * std::mem::size_of::<DnsRecord>() <= DNS_HOLD_BYTES);
     }
 }

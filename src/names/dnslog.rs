@@ -599,33 +599,6 @@ fn analysed(transport: Transport, resp_port: u16) -> bool {
     }
 }
 
-fn empty_record() -> DnsRecord {
-    DnsRecord {
-        ts_ns: 0,
-        uid: crate::types::record::Uid::default(),
-        orig_h: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        orig_p: 0,
-        resp_h: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        resp_p: 0,
-        proto: Transport::Unknown,
-        trans_id: 0,
-        answered_ns: None,
-        query: None,
-        qclass: None,
-        qtype: None,
-        rcode: None,
-        aa: false,
-        tc: false,
-        rd: false,
-        ra: false,
-        z: 0,
-        answers: DnsAnswers::default(),
-        rejected: false,
-        opcode: None,
-        netbios: false,
-    }
-}
-
 fn new_session(c: &Conn, id: u16, ts_ns: u64) -> Session {
     Session {
         rec: DnsRecord {
@@ -672,7 +645,7 @@ impl DnsTracker {
             slab: Vec::with_capacity(64),
             free: Vec::new(),
             scratch: Session {
-                rec: empty_record(),
+                rec: DnsRecord::default(),
                 saw_query: false,
                 saw_reply: false,
             },

@@ -195,3 +195,33 @@ pub struct DnsRecord {
     /// The connection is NetBIOS name service (port 137): opcode names are NetBIOS's.
     pub netbios: bool,
 }
+
+/// A record with nothing set: the tracker fills in what its messages say.
+impl Default for DnsRecord {
+    fn default() -> DnsRecord {
+        DnsRecord {
+            ts_ns: 0,
+            uid: Uid::default(),
+            orig_h: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            orig_p: 0,
+            resp_h: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            resp_p: 0,
+            proto: Transport::Unknown,
+            trans_id: 0,
+            answered_ns: None,
+            query: None,
+            qclass: None,
+            qtype: None,
+            rcode: None,
+            aa: false,
+            tc: false,
+            rd: false,
+            ra: false,
+            z: 0,
+            answers: DnsAnswers::default(),
+            rejected: false,
+            opcode: None,
+            netbios: false,
+        }
+    }
+}
