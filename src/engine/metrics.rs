@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 const GAUGES: &[&str] = &[
     "flows_active",
     "records_held",
+    "dns_records_held",
     "zero_copy",
     "batch_p50_ns",
     "batch_p99_ns",
