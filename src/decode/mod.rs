@@ -231,6 +231,7 @@ pub struct DecodeCounters {
 // SLL, FDDI, PPP, 802.11 with radiotap and A-MSDU) and the ethertype dispatch (VLAN, MPLS,
 // PPPoE, FabricPath, PBB, VN-Tag), `frag` reassembly, `tunnel` the tunnel
 // headers, and `imp` the decoder that ties them together.
+mod cursor;
 pub mod dhcp;
 pub mod dns;
 mod frag;

@@ -15,6 +15,7 @@
 //! here implements a cipher. Views follow the house pattern: `new_checked` validates every
 //! length against the bytes present, after which no accessor can panic; errors are `Copy`.
 
+use super::cursor::Cursor;
 use ring::aead::{self, quic as hp, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
 
@@ -169,23 +170,8 @@ pub fn varint(b: &[u8]) -> Option<(u64, usize)> {
     Some((v, len))
 }
 
-/// A bounds-checked reader over a byte slice.
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
-    }
-
+/// QUIC's reads beside the shared cursor's.
+impl Cursor<'_> {
     fn varint(&mut self) -> Option<u64> {
         let (v, n) = varint(self.b.get(self.pos..)?)?;
         self.pos += n;
@@ -222,7 +208,7 @@ const TAG_LEN: usize = 16;
 impl<'a> InitialPacket<'a> {
     /// Locates the fields of the Initial packet at the start of `b`.
     pub fn new_checked(b: &'a [u8]) -> Result<InitialPacket<'a>, QuicError> {
-        let mut r = Reader { b, pos: 0 };
+        let mut r = Cursor::new(b);
         let first = r.u8().ok_or(QuicError::Truncated)?;
         if first & 0x80 == 0 {
             return Err(QuicError::NotInitial);
@@ -470,7 +456,7 @@ pub enum Frame<'a> {
 /// The frames of an Initial's plaintext, in order. Frames an Initial may not carry end the
 /// iteration with an error (as a receiver would close the connection).
 pub struct Frames<'a> {
-    r: Reader<'a>,
+    r: Cursor<'a>,
     google: bool,
     failed: bool,
 }
@@ -479,7 +465,7 @@ impl<'a> Frames<'a> {
     /// `version` selects the frame numbering (Google's Q050/T05x put CRYPTO at 0x08).
     pub fn new(plain: &'a [u8], version: Version) -> Frames<'a> {
         Frames {
-            r: Reader { b: plain, pos: 0 },
+            r: Cursor::new(plain),
             google: version.is_google(),
             failed: false,
         }
@@ -593,7 +579,7 @@ pub fn gquic_plain_chlo(b: &[u8]) -> Option<(Version, &[u8])> {
     let Version::GooglePlain(n) = version else {
         return None;
     };
-    let mut r = Reader { b: payload, pos: 0 };
+    let mut r = Cursor::new(payload);
     while r.b.get(r.pos) == Some(&0) {
         r.pos += 1;
     }

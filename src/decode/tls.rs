@@ -5,27 +5,7 @@
 //! caller can wait for more of the stream (`super::reasm`). Every length is checked against
 //! the bytes present.
 
-/// A cursor over bytes whose every read is bounds-checked.
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|s| u16::from_be_bytes([s[0], s[1]]))
-    }
-}
+use super::cursor::Cursor;
 
 /// What the start of a ClientHello shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +53,7 @@ pub fn handshake_hello(hs: &[u8]) -> Hello<'_> {
 /// The host name of a ClientHello body (`whole` when it is all there): `Some(None)` when the
 /// extensions were all read without one, `None` when a length runs past the bytes.
 fn hello_body_sni(body: &[u8], whole: bool) -> Option<Option<&[u8]>> {
-    let mut c = Cursor { b: body, pos: 0 };
+    let mut c = Cursor::new(body);
     // client_version, random, session_id, cipher_suites, compression_methods.
     c.take(2 + 32)?;
     let sid = usize::from(c.u8()?);
@@ -95,7 +75,7 @@ fn hello_body_sni(body: &[u8], whole: bool) -> Option<Option<&[u8]>> {
         if ty != 0 {
             continue;
         }
-        let mut e = Cursor { b: ext, pos: 0 };
+        let mut e = Cursor::new(ext);
         let list_len = usize::from(e.u16()?);
         let list_end = (e.pos + list_len).min(ext.len());
         while e.pos + 3 <= list_end {
@@ -119,7 +99,7 @@ fn hello_body_sni(body: &[u8], whole: bool) -> Option<Option<&[u8]>> {
 /// records' fragments joined into `join` (as much as it holds; pass an empty slice to read
 /// the first record only).
 pub fn records_hello<'a>(stream: &'a [u8], join: &'a mut [u8]) -> Hello<'a> {
-    let mut c = Cursor { b: stream, pos: 0 };
+    let mut c = Cursor::new(stream);
     let (Some(ty), Some(major)) = (c.u8(), c.u8()) else {
         return Hello::Incomplete;
     };

@@ -539,7 +539,7 @@ fn msg_chunks(first: &Chunk) -> usize {
 const DNS_HOLD_BYTES: usize = 16 << 20;
 
 fn dns_hold_max() -> usize {
-    (DNS_HOLD_BYTES / std::mem::size_of::<DnsRecord>()).max(HOLD_CHUNK)
+    DNS_HOLD_BYTES / std::mem::size_of::<DnsRecord>()
 }
 
 /// A worker's dns.log: its DNS sessions and its records' way to the writer.

@@ -649,10 +649,10 @@ impl Replica {
     /// the newest proven by the start, then those proven within the tolerance after it,
     /// earliest first; ties go to the smallest name, so the order never depends on slot order.
     fn ranked(&self, si: u32, at_ns: u64, alive_ns: u64) -> ([Item; HISTORY], usize) {
-        let (all, n) = self.items_of(si);
+        let (refs, n) = self.refs(si);
         let mut out = [EMPTY_ITEM; HISTORY];
         let mut m = 0;
-        for it in &all[..n] {
+        for it in refs[..n].iter().map(|&r| self.item(si, r)) {
             if it.clk_ns <= at_ns && it.expires_ns >= alive_ns {
                 out[m] = *it;
                 m += 1;
